@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Idempotent set-up of the mmltm environment in ./.venv (or $MMLTM_VENV):
+# torch 2.14.1 + torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 built from
+# source with its ops (cached wheel, see tools/install_mmcv.sh), mmdet 3.3.0,
+# mmsegmentation 1.2.2, mmpretrain 1.2.0, the test tools, and mmltm itself
+# (editable). A second run finishes in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${MMLTM_VENV:-.venv}
+PY_BOOT=${MMLTM_PYTHON:-python3}
+TORCH_SPEC=${MMLTM_TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+
+key=$(cat requirements/runtime.txt requirements/tests.txt tools/install_mmcv.sh tools/setup_env.sh setup.py | sha1sum | cut -c1-12)
+stamp="$VENV/.mmltm-setup-$key"
+if [ -f "$stamp" ] && "$VENV/bin/python" -c 'import mmltm, mmcv.ops' >/dev/null 2>&1; then
+  echo "[setup] environment $VENV is up to date"
+  exit 0
+fi
+
+say() { echo "[setup] $*"; }
+if [ ! -x "$VENV/bin/python" ]; then
+  ver=$("$PY_BOOT" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  [ "$ver" = "3.11" ] || say "warning: $PY_BOOT is Python $ver; the stack is verified on 3.11"
+  say "creating $VENV"
+  "$PY_BOOT" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+pip_q() { "$PY" -m pip install -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+
+say "build tools (setuptools<81 keeps pkg_resources for mmcv's setup.py)"
+pip_q 'setuptools>=77,<81' wheel ninja
+say "torch ($TORCH_SPEC)"
+# shellcheck disable=SC2086
+pip_q $TORCH_SPEC
+"$PY" -c 'import torch, torchvision' || { say "torch install failed"; exit 1; }
+pip_q 'mmengine==0.10.7' 'numpy>=2' opencv-python
+say "mmcv 2.1.0 with ops"
+PYTHON="$PY" bash tools/install_mmcv.sh
+say "OpenMMLab libraries and test tools"
+pip_q -r requirements/runtime.txt -r requirements/tests.txt
+say "mmltm (editable)"
+pip_q --no-deps -e .
+"$PY" - <<'PY'
+import mmcv, mmdet, mmseg, mmpretrain, mmengine, torch
+import mmltm
+print(f'[setup] torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, '
+      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, '
+      f'mmltm {mmltm.__version__}')
+PY
+rm -f "$VENV"/.mmltm-setup-*
+touch "$stamp"
+say "done"
