@@ -24,8 +24,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"
   "$PY_BOOT" -m venv "$VENV"
 fi
-PY="$VENV/bin/python"
-pip_q() { "$PY" -m pip install -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+PY="$(cd "$VENV" && pwd)/bin/python"
+pip_q() {  # quiet pip install; on failure print pip's output and stop
+  local out
+  if ! out=$("$PY" -m pip install -q "$@" 2>&1); then
+    echo "$out" | grep -v "^WARNING: Location" >&2
+    say "pip install $* failed"
+    exit 1
+  fi
+}
 
 say "build tools (setuptools<81 keeps pkg_resources for mmcv's setup.py)"
 pip_q 'setuptools>=77,<81' wheel ninja
@@ -40,13 +47,15 @@ say "OpenMMLab libraries and test tools"
 pip_q -r requirements/runtime.txt -r requirements/tests.txt
 say "mmltm (editable)"
 pip_q --no-deps -e .
-"$PY" - <<'PY'
+# check from outside the checkout, so that it is the installed mmltm that imports
+(cd / && "$PY" - <<'PY'
 import mmcv, mmdet, mmseg, mmpretrain, mmengine, torch
 import mmltm
 print(f'[setup] torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, '
       f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, '
-      f'mmltm {mmltm.__version__}')
+      f'mmltm {mmltm.__version__} ({mmltm.__file__})')
 PY
+)
 rm -f "$VENV"/.mmltm-setup-*
 touch "$stamp"
 say "done"

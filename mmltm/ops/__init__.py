@@ -1,7 +1,9 @@
-from .token_merging import (MergeMask, TokenMerger, check_compression_ratio,
+from .token_merging import (MERGE_MODES, MergeMask, TokenMerger,
+                            build_token_merger, check_compression_ratio,
                             grid_assignment, merge_tokens, plan_merge_grid,
                             unmerge_tokens)
 
-__all__ = ['MergeMask', 'TokenMerger', 'check_compression_ratio',
+__all__ = ['MERGE_MODES', 'MergeMask', 'TokenMerger', 'build_token_merger',
+           'check_compression_ratio',
            'grid_assignment', 'merge_tokens', 'plan_merge_grid',
            'unmerge_tokens']

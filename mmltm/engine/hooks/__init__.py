@@ -1,1 +1,3 @@
+from .ib_cluster_hook import IBClusterHook
 
+__all__ = ['IBClusterHook']

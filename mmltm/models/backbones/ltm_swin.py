@@ -42,8 +42,8 @@ import torch.utils.checkpoint as cp
 from mmdet.models.backbones.swin import (SwinBlock, SwinBlockSequence,
                                          SwinTransformer, swin_converter)
 
-from mmltm.ops import (MergeMask, TokenMerger, check_compression_ratio,
-                       merge_tokens, unmerge_tokens)
+from mmltm.ops import (MergeMask, TokenMerger, build_token_merger,
+                       check_compression_ratio, merge_tokens, unmerge_tokens)
 from mmltm.models.utils import load_backbone_state_dict
 from mmltm.registry import register_model
 
@@ -127,6 +127,13 @@ class LTMSwinTransformer(SwinTransformer):
             small and custom sizes, 0.65 for base).
         init_step (float): initial step size eta of each mask module.
             Default: 1.0.
+        merge_mode (str): the mask module of every block: ``'ltm'`` (the
+            learned :class:`~mmltm.ops.TokenMerger`) or ``'tome'`` (ToMe's
+            training-free bipartite matching, :class:`~mmltm.ops.tome.ToMeMerger`,
+            matched within ``window_size`` x ``window_size`` tiles so that its
+            cost stays linear at detection sizes; no parameters), for
+            like-for-like comparisons at the same ``compression_ratio``.
+            Default: ``'ltm'``.
         pretrain_img_size, in_channels, embed_dims, patch_size, window_size,
         mlp_ratio, depths, num_heads, strides, out_indices, qkv_bias,
         qk_scale, patch_norm, drop_rate, attn_drop_rate, drop_path_rate,
@@ -147,6 +154,7 @@ class LTMSwinTransformer(SwinTransformer):
                  arch: Optional[str] = None,
                  compression_ratio: Optional[float] = None,
                  init_step: float = 1.0,
+                 merge_mode: str = 'ltm',
                  pretrain_img_size=224,
                  in_channels: int = 3,
                  embed_dims: Optional[int] = None,
@@ -197,11 +205,15 @@ class LTMSwinTransformer(SwinTransformer):
             convert_weights=convert_weights, frozen_stages=frozen_stages,
             init_cfg=init_cfg, **arch_cfg)
         self.arch = arch
+        self.merge_mode = merge_mode
+        merger_kwargs = (dict(init_step=init_step) if merge_mode == 'ltm' else
+                         dict(window_size=window_size) if merge_mode == 'tome' else {})
         for stage in self.stages:
             stage.__class__ = LTMSwinBlockSequence
             for block in stage.blocks:
                 LTMSwinBlock.from_swin_block(
-                    block, TokenMerger(self.compression_ratio, init_step=init_step))
+                    block, build_token_merger(merge_mode, self.compression_ratio,
+                                              **merger_kwargs))
         # mmdet's _freeze_stages ran before the token mergers existed
         self._freeze_stages()
 
@@ -217,6 +229,13 @@ class LTMSwinTransformer(SwinTransformer):
             raise ValueError(f'arch={arch!r} is not supported; allowed: '
                              f'{sorted(cls.arch_zoo)} (or t/s/b)')
         return key, {**cls.arch_zoo[key], **explicit}
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The stage outputs of ``out_indices`` as ``(B, C_i, H_i, W_i)`` maps.
+
+        A tuple (mmdet's Swin returns a list), as mmpretrain's necks require.
+        """
+        return tuple(super().forward(x))
 
     def train(self, mode: bool = True) -> 'LTMSwinTransformer':
         """As mmdet's (keeps frozen stages frozen), but returns ``self``:

@@ -1,1 +1,3 @@
+from .ib_linear_head import IBLinearClsHead
 
+__all__ = ['IBLinearClsHead']

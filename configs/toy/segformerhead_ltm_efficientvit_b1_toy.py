@@ -1,0 +1,9 @@
+# Toy LTM-EfficientViT-B1 segmentation: ./segformerhead_efficientvit_b1_toy.py
+# with only the backbone swapped, exactly as
+# ../segformerhead_ltm_efficientvit_b1_ade20k.py swaps it in the real recipe
+# (type and compression_ratio; no pretrained weights for the toy).
+_base_ = ['./segformerhead_efficientvit_b1_toy.py']
+custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(type='LTMEfficientViT', compression_ratio=0.55))

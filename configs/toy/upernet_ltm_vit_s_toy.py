@@ -1,0 +1,8 @@
+# Toy LTM-ViT UperNet: ./upernet_vit_s_toy.py with only the backbone
+# swapped, exactly as ../upernet_ltm_vit_s_ade20k.py swaps it in the real
+# recipe (type and compression_ratio; no pretrained weights for the toy).
+_base_ = ['./upernet_vit_s_toy.py']
+custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(type='LTMVisionTransformer', compression_ratio=0.78))

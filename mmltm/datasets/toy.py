@@ -1,0 +1,694 @@
+"""Deterministic toy datasets in the real COCO / ADE20K / ImageNet formats.
+
+The toy sets let every config, test and demo of mmltm run end to end on a
+CPU in minutes, through the *stock* OpenMMLab dataset classes (mmdet
+``CocoDataset``, mmseg ``ADE20KDataset``, mmpretrain ``ImageNet`` /
+``CustomDataset``) with no custom dataset code. Every image is a plain-ish
+background (tinted colour, gradient, Gaussian noise, a few grey scribbles)
+with coloured shapes; each shape class has its own base colour (jittered per
+shape), so a tiny model learns them in a few hundred iterations.
+
+Layout written under ``out_dir`` (default ``data/toy``)::
+
+    coco/annotations/instances_{train,val}.json
+    coco/{train,val}/000000.jpg ...
+    ade/images/{training,validation}/ADE_{train,val}_00000000.jpg
+    ade/annotations/{training,validation}/ADE_{train,val}_00000000.png
+    imagenet/{train,val}/<class>/<class>_00000.png
+    imagenet/meta/{train,val}.txt          # "<class>/<file> <label>" lines
+
+Each of ``coco/``, ``ade/``, ``imagenet/`` holds a stamp file
+(:data:`STAMP_NAME`) with the generation parameters, which
+:func:`ensure_toy_data` uses to reuse an existing set.
+
+**COCO** (:data:`TOY_COCO_CLASSES`, category ids 1..3): instances not
+occluded by another shape carry their exact polygon; partly occluded ones
+carry the compressed RLE of their visible pixels (``iscrowd=0``); every 6th
+image (index 5, 11, ...) holds a tight cluster of tiny same-class shapes
+annotated once as a crowd (``iscrowd=1``, uncompressed RLE, as in COCO).
+Every 4th image (index 1, 5, ...) forces a partial occlusion, so RLE
+instances always exist. ``bbox`` ([x, y, w, h]) and ``area`` are computed
+from the stored segmentation with pycocotools, so evaluating the ground
+truth against itself gives AP 1.0.
+
+**ADE20K** (:data:`TOY_SEG_CLASSES`): the stock ``ADE20KDataset`` only
+accepts ``metainfo=dict(classes=...)`` whose names are a *subset of the 150
+ADE20K class names* (mmseg ``BaseSegDataset.get_label_map`` raises
+otherwise), and it maps pixel values through ADE20K's own class ids. The
+toy label maps therefore store real ADE20K ids (raw value = ADE20K class
+index + 1, :data:`TOY_SEG_LABEL_IDS`) for four ADE20K classes standing for
+the toy content: ``wall`` = plain background, ``ball`` = circle, ``box`` =
+rectangle, ``tent`` = triangle. Raw value 0 ("other", the grey scribbles)
+becomes 255 (ignored) with ``reduce_zero_label=True``. A config then uses::
+
+    dict(type='ADE20KDataset', data_root='data/toy/ade',
+         data_prefix=dict(img_path='images/training',
+                          seg_map_path='annotations/training'),
+         metainfo=dict(classes=TOY_SEG_CLASSES, palette=TOY_SEG_PALETTE))
+
+and the stock label map turns the pixels into 0..3 (``num_classes=4``).
+Without ``metainfo`` the same files load as 150-class ADE20K.
+
+**ImageNet** (:data:`TOY_CLS_CLASSES`, sorted, so the labels in
+``meta/*.txt`` equal the folder-scan order of ``CustomDataset``): one large
+shape per image whose type is the label (circle, cross, rectangle,
+triangle), sometimes with a small shape of another class beside it. Labels
+go round-robin over the image index, so the splits are balanced. Use
+``dict(type='ImageNet', data_root='data/toy/imagenet', split='train',
+metainfo=dict(classes=TOY_CLS_CLASSES))``.
+
+Every image is drawn from its own random generator seeded with
+``(seed, dataset, split, index)``: the same seed gives byte-identical files,
+and image ``i`` does not depend on how many images are generated.
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import uuid
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    'TOY_COCO_CLASSES', 'TOY_COCO_PALETTE', 'TOY_SEG_CLASSES',
+    'TOY_SEG_LABEL_IDS', 'TOY_SEG_PALETTE', 'TOY_CLS_CLASSES',
+    'TOY_DATASETS', 'DEFAULT_TOY_ROOT', 'STAMP_NAME', 'GENERATOR_VERSION',
+    'make_toy_data', 'ensure_toy_data', 'make_toy_coco', 'make_toy_ade',
+    'make_toy_imagenet'
+]
+
+#: bump when the drawing changes, so stale stamped sets are regenerated
+GENERATOR_VERSION = 1
+#: the root the configs, tests and demos use (relative to the repo root)
+DEFAULT_TOY_ROOT = 'data/toy'
+#: the dataset names accepted by ``which``
+TOY_DATASETS = ('coco', 'ade', 'imagenet')
+#: name of the parameter stamp written in each dataset folder
+STAMP_NAME = '.toy_stamp.json'
+
+#: COCO categories, ids 1, 2, 3 in this order
+TOY_COCO_CLASSES = ('circle', 'rectangle', 'triangle')
+#: classification classes (sorted, see the module docstring)
+TOY_CLS_CLASSES = ('circle', 'cross', 'rectangle', 'triangle')
+#: ADE20K class names used for the segmentation set, in label order 0..3:
+#: background, circle, rectangle, triangle
+TOY_SEG_CLASSES = ('wall', 'ball', 'box', 'tent')
+#: raw values in the ADE label PNGs for :data:`TOY_SEG_CLASSES`
+#: (ADE20K class index + 1); 0 is "other" and becomes ignore (255)
+TOY_SEG_LABEL_IDS = (1, 120, 42, 115)
+
+# Base RGB colour of each shape type; each shape jitters it by up to
+# +-_COLOR_JITTER per channel. Classes differ mainly in hue, so colour alone
+# nearly separates them and the toy runs learn fast.
+_SHAPE_COLORS = {
+    'circle': (215, 45, 45),
+    'rectangle': (40, 170, 60),
+    'triangle': (45, 75, 215),
+    'cross': (225, 190, 30),
+}
+_COLOR_JITTER = 25
+_SEG_SHAPES = ('circle', 'rectangle', 'triangle')  # TOY_SEG_CLASSES[1:]
+
+#: palette for visualisation, one colour per entry of TOY_COCO_CLASSES
+TOY_COCO_PALETTE = [_SHAPE_COLORS[c] for c in TOY_COCO_CLASSES]
+#: palette for visualisation, one colour per entry of TOY_SEG_CLASSES
+TOY_SEG_PALETTE = [(120, 120, 120)] + [_SHAPE_COLORS[c] for c in _SEG_SHAPES]
+
+_MIN_SIZE = 32  # smaller images leave no room for the shapes
+_DATASET_IDS = {name: i for i, name in enumerate(TOY_DATASETS)}
+_SPLITS = ('train', 'val')
+_ADE_SPLITS = {'train': 'training', 'val': 'validation'}
+
+Size = Union[int, Sequence[int]]
+
+
+# --------------------------------------------------------------------------
+# argument checking
+# --------------------------------------------------------------------------
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(
+        value, bool)
+
+
+def _check_count(name: str, value) -> int:
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f'{name} must be a positive integer, got {value!r}')
+    return int(value)
+
+
+def _check_size(size: Size) -> Tuple[int, int]:
+    """Normalise ``size`` to ``(H, W)``; an int means a square image."""
+    hw = (size, size) if _is_int(size) else size
+    try:
+        hw = tuple(hw)
+    except TypeError:
+        hw = (size, )
+    if len(hw) != 2 or not all(_is_int(v) and v >= _MIN_SIZE for v in hw):
+        raise ValueError(f'size must be two integers (H, W), each >= '
+                         f'{_MIN_SIZE}, got {size!r}')
+    return int(hw[0]), int(hw[1])
+
+
+def _check_seed(seed) -> int:
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f'seed must be a non-negative integer, got {seed!r}')
+    return int(seed)
+
+
+def _check_which(which: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    names = (which, ) if isinstance(which, str) else tuple(which)
+    bad = [n for n in names if n not in TOY_DATASETS]
+    if not names or bad:
+        raise ValueError(f'which must name one or more of {TOY_DATASETS}, '
+                         f'got {which!r}')
+    # keep the canonical order, drop duplicates
+    return tuple(n for n in TOY_DATASETS if n in names)
+
+
+def _check_params(num_train, num_val, size, seed) -> dict:
+    return dict(
+        num_train=_check_count('num_train', num_train),
+        num_val=_check_count('num_val', num_val),
+        size=list(_check_size(size)),
+        seed=_check_seed(seed))
+
+
+# --------------------------------------------------------------------------
+# drawing
+# --------------------------------------------------------------------------
+def _rng(seed: int, dataset: str, split: str,
+         index: int) -> np.random.Generator:
+    """One independent generator per image (see the module docstring)."""
+    return np.random.default_rng(
+        [seed, _DATASET_IDS[dataset], _SPLITS.index(split), index])
+
+
+def _rasterize(poly: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Rasterise a polygon with pycocotools, exactly as COCO tools read it."""
+    from pycocotools import mask as mask_utils
+    rles = mask_utils.frPyObjects([poly.ravel().tolist()], h, w)
+    return mask_utils.decode(rles)[..., 0].astype(bool)
+
+
+def _shape_polygon(kind: str, cx: float, cy: float, r: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Vertices (K, 2) of a ``kind`` shape inside the disc (cx, cy, r)."""
+    theta = rng.uniform(0, 2 * np.pi)
+    if kind == 'circle':
+        t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        pts = np.stack([np.cos(t), np.sin(t)], 1) * r
+    elif kind == 'rectangle':
+        # half-diagonal r, aspect between ~1:2.1 and 2.1:1, mild tilt so
+        # the shapes stay box-like
+        phi = rng.uniform(np.deg2rad(25), np.deg2rad(65))
+        hw, hh = r * np.cos(phi), r * np.sin(phi)
+        pts = np.array([[-hw, -hh], [hw, -hh], [hw, hh], [-hw, hh]])
+        theta = rng.uniform(-np.deg2rad(20), np.deg2rad(20))
+    elif kind == 'triangle':
+        t = theta + np.array([0, 2, 4]) * np.pi / 3 + rng.uniform(
+            -0.25, 0.25, 3)
+        rad = r * rng.uniform(0.85, 1.0, 3)
+        return np.stack([cx + rad * np.cos(t), cy + rad * np.sin(t)], 1)
+    elif kind == 'cross':
+        a = rng.uniform(0.28, 0.4)  # half arm width, relative to arm length
+        q = [(a, a), (a, 1), (-a, 1), (-a, a), (-1, a), (-1, -a), (-a, -a),
+             (-a, -1), (a, -1), (a, -a), (1, -a), (1, a)]
+        pts = np.array(q) * r / np.sqrt(1 + a * a)
+    else:  # internal use only
+        raise ValueError(f'unknown shape {kind!r}')
+    rot = np.array([[np.cos(theta), -np.sin(theta)],
+                    [np.sin(theta), np.cos(theta)]])
+    return pts @ rot.T + np.array([cx, cy])
+
+
+def _jittered_color(kind: str, rng: np.random.Generator) -> np.ndarray:
+    base = np.array(_SHAPE_COLORS[kind], dtype=np.float32)
+    return np.clip(base + rng.uniform(-_COLOR_JITTER, _COLOR_JITTER, 3), 0,
+                   255)
+
+
+def _background(rng: np.random.Generator, h: int,
+                w: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Light tinted background with a gradient and grey scribbles.
+
+    Returns the float RGB image and the boolean mask of the scribbles (the
+    "other" pixels of the segmentation set).
+    """
+    import cv2
+    base = rng.uniform(165, 225) + rng.uniform(-12, 12, 3)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    grad = (rng.uniform(-18, 18) * (xs / max(w - 1, 1) - 0.5) * 2 +
+            rng.uniform(-18, 18) * (ys / max(h - 1, 1) - 0.5) * 2)
+    img = base[None, None, :].astype(np.float32) + grad[..., None]
+    clutter = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(0, 3))):
+        pts = np.stack([rng.uniform(0, w, 4), rng.uniform(0, h, 4)], 1)
+        thick = max(1, int(round(min(h, w) * rng.uniform(0.006, 0.012))))
+        cv2.polylines(clutter, [np.round(pts).astype(np.int32)], False, 1,
+                      thick)
+    clutter = clutter.astype(bool)
+    img[clutter] = rng.uniform(95, 150)
+    return img, clutter
+
+
+def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add sensor-like noise and quantise to uint8 RGB."""
+    img = img + rng.normal(0, 6, img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def _round_poly(poly: np.ndarray) -> np.ndarray:
+    # the stored (rounded) polygon is the one rasterised and painted, so
+    # the image, the mask and the annotation agree exactly
+    return np.round(poly, 2)
+
+
+def _draw_scene(rng: np.random.Generator, h: int, w: int,
+                force_occlusion: bool, crowd: bool) -> dict:
+    """Draw a multi-shape scene for the COCO and ADE sets.
+
+    Returns:
+        dict: ``img`` (uint8 RGB), ``clutter`` (bool mask) and
+        ``instances``, each a dict with ``kind``, ``poly`` (None for a
+        crowd), ``full`` and ``visible`` (bool masks) and ``crowd``.
+    """
+    s = min(h, w)
+    min_area = max(20, int(0.0006 * h * w))
+    img, clutter = _background(rng, h, w)
+    instances: List[dict] = []
+
+    for k in range(int(rng.integers(2, 6))):
+        kind = _SEG_SHAPES[int(rng.integers(len(_SEG_SHAPES)))]
+        for attempt in range(40):
+            r = s * rng.uniform(0.07, 0.17)
+            near = force_occlusion and k == 1 and attempt < 20
+            if near:
+                # overlap the first shape so its visible part is not its
+                # polygon any more (an RLE instance)
+                first = instances[0]
+                d = (first['r'] + r) * rng.uniform(0.45, 0.7)
+                ang = rng.uniform(0, 2 * np.pi)
+                cx = first['cx'] + d * np.cos(ang)
+                cy = first['cy'] + d * np.sin(ang)
+                cx = float(np.clip(cx, r + 1, w - r - 1))
+                cy = float(np.clip(cy, r + 1, h - r - 1))
+            else:
+                cx = rng.uniform(r + 1, w - r - 1)
+                cy = rng.uniform(r + 1, h - r - 1)
+            poly = _round_poly(_shape_polygon(kind, cx, cy, r, rng))
+            full = _rasterize(poly, h, w)
+            if full.sum() < min_area:
+                continue
+            # every earlier shape keeps at least 45% of itself visible
+            if any((inst['visible'] & ~full).sum() <
+                   max(min_area, 0.45 * inst['full'].sum())
+                   for inst in instances):
+                continue
+            for inst in instances:
+                inst['visible'] &= ~full
+            instances.append(
+                dict(kind=kind, poly=poly, full=full, visible=full.copy(),
+                     crowd=False, cx=cx, cy=cy, r=r))
+            break
+
+    if crowd:
+        # a tight cluster of tiny same-class shapes on free ground,
+        # annotated once with iscrowd=1 as COCO does for groups
+        kind = _SEG_SHAPES[int(rng.integers(len(_SEG_SHAPES)))]
+        taken = np.zeros((h, w), bool)
+        for inst in instances:
+            taken |= inst['full']
+        for _ in range(30):
+            rs = max(3.0, s * rng.uniform(0.025, 0.04))
+            spread = rs * 3
+            ccx = rng.uniform(spread + rs + 1, w - spread - rs - 1)
+            ccy = rng.uniform(spread + rs + 1, h - spread - rs - 1)
+            union = np.zeros((h, w), bool)
+            polys = []
+            for _ in range(int(rng.integers(4, 8))):
+                p = _round_poly(
+                    _shape_polygon(kind, ccx + rng.uniform(-spread, spread),
+                                   ccy + rng.uniform(-spread, spread), rs,
+                                   rng))
+                polys.append(p)
+                union |= _rasterize(p, h, w)
+            if not (union & taken).any() and union.sum() >= min_area:
+                instances.append(
+                    dict(kind=kind, poly=None, polys=polys, full=union,
+                         visible=union.copy(), crowd=True))
+                break
+
+    for inst in instances:
+        if inst['crowd']:
+            # each small shape of the group gets its own colour jitter
+            for p in inst['polys']:
+                img[_rasterize(p, h, w)] = _jittered_color(inst['kind'], rng)
+        else:
+            img[inst['full']] = _jittered_color(inst['kind'], rng)
+    return dict(img=_finish(img, rng), clutter=clutter, instances=instances)
+
+
+def _draw_cls_image(rng: np.random.Generator, h: int, w: int,
+                    label: int) -> np.ndarray:
+    """One large shape of class ``label``, sometimes a small other one."""
+    s = min(h, w)
+    img, _ = _background(rng, h, w)
+    kind = TOY_CLS_CLASSES[label]
+    r = s * rng.uniform(0.22, 0.38)
+    cx, cy = rng.uniform(r + 1, w - r - 1), rng.uniform(r + 1, h - r - 1)
+    main = _rasterize(_round_poly(_shape_polygon(kind, cx, cy, r, rng)), h, w)
+    img[main] = _jittered_color(kind, rng)
+    if rng.uniform() < 0.3:
+        # a distractor of another class, at most ~1/6 of the main area
+        others = [c for c in TOY_CLS_CLASSES if c != kind]
+        other = others[int(rng.integers(len(others)))]
+        for _ in range(20):
+            rd = s * rng.uniform(0.08, 0.13)
+            dx, dy = rng.uniform(rd + 1, w - rd - 1), rng.uniform(
+                rd + 1, h - rd - 1)
+            m = _rasterize(
+                _round_poly(_shape_polygon(other, dx, dy, rd, rng)), h, w)
+            if not (m & main).any():
+                img[m] = _jittered_color(other, rng)
+                break
+    return _finish(img, rng)
+
+
+# --------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------
+def _imwrite(path: str, rgb: np.ndarray) -> None:
+    import cv2
+    ext = osp.splitext(path)[1].lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == '.jpg' else []
+    img = rgb[..., ::-1] if rgb.ndim == 3 else rgb  # cv2 writes BGR
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(img), params)
+    if not ok:
+        raise OSError(f'could not encode {path}')
+    with open(path, 'wb') as f:
+        f.write(buf.tobytes())
+
+
+def _uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE: column-major run lengths, zeros first."""
+    flat = mask.ravel(order='F').astype(bool)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    if flat[0]:
+        runs = [0] + runs
+    return dict(size=[int(mask.shape[0]), int(mask.shape[1])], counts=runs)
+
+
+def _coco_annotation(inst: dict, h: int, w: int) -> dict:
+    from pycocotools import mask as mask_utils
+    if inst['crowd']:
+        seg = _uncompressed_rle(inst['visible'])
+        rle = mask_utils.frPyObjects(seg, h, w)
+    elif (inst['visible'] == inst['full']).all():
+        seg = [inst['poly'].ravel().tolist()]
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    else:
+        rle = mask_utils.encode(
+            np.asfortranarray(inst['visible'].astype(np.uint8)))
+        seg = dict(size=[h, w], counts=rle['counts'].decode('ascii'))
+    bbox = [round(float(v), 2) for v in mask_utils.toBbox(rle)]
+    return dict(
+        segmentation=seg,
+        area=float(mask_utils.area(rle)),
+        bbox=bbox,
+        iscrowd=int(inst['crowd']),
+        category_id=TOY_COCO_CLASSES.index(inst['kind']) + 1)
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, 'w') as f:
+        json.dump(obj, f, separators=(',', ':'))
+
+
+def make_toy_coco(data_root: str,
+                  num_train: int = 48,
+                  num_val: int = 16,
+                  size: Size = (256, 256),
+                  seed: int = 0) -> str:
+    """Write the toy COCO instance-segmentation set into ``data_root``.
+
+    Args:
+        data_root (str): Folder to write (``annotations/``, ``train/``,
+            ``val/``); created if missing, existing files are overwritten.
+        num_train (int): Number of training images. Defaults to 48.
+        num_val (int): Number of validation images. Defaults to 16.
+        size (int | tuple[int, int]): Image size (H, W). Defaults to
+            (256, 256).
+        seed (int): Random seed. Defaults to 0.
+
+    Returns:
+        str: ``data_root``.
+    """
+    p = _check_params(num_train, num_val, size, seed)
+    h, w = p['size']
+    os.makedirs(osp.join(data_root, 'annotations'), exist_ok=True)
+    categories = [
+        dict(id=i + 1, name=name, supercategory='shape')
+        for i, name in enumerate(TOY_COCO_CLASSES)
+    ]
+    for split, num in (('train', p['num_train']), ('val', p['num_val'])):
+        os.makedirs(osp.join(data_root, split), exist_ok=True)
+        images, annotations = [], []
+        for i in range(num):
+            scene = _draw_scene(
+                _rng(p['seed'], 'coco', split, i), h, w,
+                force_occlusion=i % 4 == 1, crowd=i % 6 == 5)
+            file_name = f'{i:06d}.jpg'
+            _imwrite(osp.join(data_root, split, file_name), scene['img'])
+            images.append(
+                dict(id=i + 1, file_name=file_name, height=h, width=w))
+            for inst in scene['instances']:
+                ann = _coco_annotation(inst, h, w)
+                ann.update(id=len(annotations) + 1, image_id=i + 1)
+                annotations.append(ann)
+        _write_json(
+            osp.join(data_root, 'annotations', f'instances_{split}.json'),
+            dict(
+                info=dict(
+                    description='mmltm toy COCO (mmltm.datasets.toy)',
+                    version=str(GENERATOR_VERSION)),
+                licenses=[],
+                images=images,
+                annotations=annotations,
+                categories=categories))
+    return data_root
+
+
+def make_toy_ade(data_root: str,
+                 num_train: int = 48,
+                 num_val: int = 16,
+                 size: Size = (256, 256),
+                 seed: int = 0) -> str:
+    """Write the toy ADE20K-format semantic-segmentation set.
+
+    Label PNGs hold ADE20K ids (:data:`TOY_SEG_LABEL_IDS`; 0 = other), see
+    the module docstring. Arguments and return value as
+    :func:`make_toy_coco`.
+    """
+    p = _check_params(num_train, num_val, size, seed)
+    h, w = p['size']
+    shape_ids = dict(zip(_SEG_SHAPES, TOY_SEG_LABEL_IDS[1:]))
+    for split, num in (('train', p['num_train']), ('val', p['num_val'])):
+        img_dir = osp.join(data_root, 'images', _ADE_SPLITS[split])
+        ann_dir = osp.join(data_root, 'annotations', _ADE_SPLITS[split])
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(ann_dir, exist_ok=True)
+        for i in range(num):
+            scene = _draw_scene(
+                _rng(p['seed'], 'ade', split, i), h, w,
+                force_occlusion=i % 4 == 1, crowd=i % 6 == 5)
+            label = np.full((h, w), TOY_SEG_LABEL_IDS[0], np.uint8)
+            label[scene['clutter']] = 0
+            for inst in scene['instances']:  # painting order = visibility
+                label[inst['full']] = shape_ids[inst['kind']]
+            stem = f'ADE_{split}_{i:08d}'
+            _imwrite(osp.join(img_dir, stem + '.jpg'), scene['img'])
+            _imwrite(osp.join(ann_dir, stem + '.png'), label)
+    return data_root
+
+
+def make_toy_imagenet(data_root: str,
+                      num_train: int = 48,
+                      num_val: int = 16,
+                      size: Size = (256, 256),
+                      seed: int = 0) -> str:
+    """Write the toy ImageNet-format classification set.
+
+    Labels go round-robin over :data:`TOY_CLS_CLASSES`. Arguments and
+    return value as :func:`make_toy_coco`.
+    """
+    p = _check_params(num_train, num_val, size, seed)
+    h, w = p['size']
+    os.makedirs(osp.join(data_root, 'meta'), exist_ok=True)
+    for split, num in (('train', p['num_train']), ('val', p['num_val'])):
+        for name in TOY_CLS_CLASSES:
+            # every class folder exists even when empty, so a folder scan
+            # (CustomDataset without ann_file) finds the same classes
+            os.makedirs(osp.join(data_root, split, name), exist_ok=True)
+        lines = []
+        for i in range(num):
+            label = i % len(TOY_CLS_CLASSES)
+            name = TOY_CLS_CLASSES[label]
+            rel = f'{name}/{name}_{i:05d}.png'
+            img = _draw_cls_image(_rng(p['seed'], 'imagenet', split, i), h, w,
+                                  label)
+            _imwrite(osp.join(data_root, split, rel), img)
+            lines.append(f'{rel} {label}\n')
+        with open(osp.join(data_root, 'meta', f'{split}.txt'), 'w') as f:
+            f.writelines(lines)
+    return data_root
+
+
+_MAKERS = dict(coco=make_toy_coco, ade=make_toy_ade,
+               imagenet=make_toy_imagenet)
+
+
+# --------------------------------------------------------------------------
+# stamps, publishing, public entry points
+# --------------------------------------------------------------------------
+def _stamp(name: str, params: dict) -> dict:
+    return dict(generator_version=GENERATOR_VERSION, dataset=name, **params)
+
+
+def _read_stamp(path: str) -> Optional[dict]:
+    try:
+        with open(osp.join(path, STAMP_NAME)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_empty_dir(path: str) -> bool:
+    return osp.isdir(path) and not os.listdir(path)
+
+
+def _check_replaceable(path: str) -> None:
+    """Refuse to delete a folder this module did not write."""
+    if osp.lexists(path) and not (_is_empty_dir(path)
+                                  or _read_stamp(path) is not None):
+        raise ValueError(f"'{path}' exists and was not written by "
+                         'make_toy_data; refusing to replace it (move it '
+                         'away or choose another out_dir)')
+
+
+def _generate(out_dir: str, name: str, params: dict) -> str:
+    """Generate one dataset beside its final place, then swap it in.
+
+    Writing into a temporary sibling and renaming it keeps a reader (another
+    test process using the same ``data/toy``) from ever seeing a half
+    written set: a folder with a stamp is always complete.
+    """
+    final = osp.join(out_dir, name)
+    tmp = osp.join(out_dir, f'.{name}.tmp-{os.getpid()}-{uuid.uuid4().hex}')
+    try:
+        _MAKERS[name](tmp, params['num_train'], params['num_val'],
+                      tuple(params['size']), params['seed'])
+        _write_json(osp.join(tmp, STAMP_NAME), _stamp(name, params))
+        for _ in range(3):
+            try:
+                os.rename(tmp, final)
+                return final
+            except OSError:
+                if not osp.lexists(final):
+                    raise
+            if _read_stamp(final) == _stamp(name, params):
+                return final  # someone else just wrote the same set
+            _check_replaceable(final)
+            trash = osp.join(out_dir,
+                             f'.{name}.old-{os.getpid()}-{uuid.uuid4().hex}')
+            try:
+                os.rename(final, trash)
+            except OSError:
+                continue  # raced with another writer; look again
+            shutil.rmtree(trash, ignore_errors=True)
+        raise OSError(f'could not move the generated {name} set to {final}')
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_toy_data(out_dir: str = DEFAULT_TOY_ROOT,
+                  num_train: int = 48,
+                  num_val: int = 16,
+                  size: Size = (256, 256),
+                  seed: int = 0,
+                  overwrite: bool = False,
+                  which: Union[str, Sequence[str]] = TOY_DATASETS
+                  ) -> Dict[str, str]:
+    """Generate the toy datasets under ``out_dir``.
+
+    Args:
+        out_dir (str): Root folder; receives ``coco/``, ``ade/`` and
+            ``imagenet/``. Defaults to ``'data/toy'``.
+        num_train (int): Training images per dataset. Defaults to 48.
+        num_val (int): Validation images per dataset. Defaults to 16.
+        size (int | tuple[int, int]): Image size (H, W), each >= 32.
+            Defaults to (256, 256).
+        seed (int): Non-negative random seed. Defaults to 0.
+        overwrite (bool): Allow a non-empty ``out_dir``. Only the dataset
+            folders named in ``which`` are replaced, and only if they were
+            written by this module (they hold a stamp) or are empty; other
+            content of ``out_dir`` is left alone. Defaults to False.
+        which (str | Sequence[str]): Datasets to write, among
+            ``('coco', 'ade', 'imagenet')``. Defaults to all three.
+
+    Returns:
+        dict[str, str]: Dataset name -> its data root, e.g.
+        ``{'coco': 'data/toy/coco', ...}`` (for ``data_root`` in configs).
+
+    Raises:
+        ValueError: On a non-positive count, a bad size/seed/which, or an
+            ``out_dir`` that exists and is not empty without ``overwrite``.
+    """
+    params = _check_params(num_train, num_val, size, seed)
+    names = _check_which(which)
+    out_dir = os.fspath(out_dir)
+    if osp.lexists(out_dir) and not osp.isdir(out_dir):
+        raise ValueError(f"out_dir '{out_dir}' exists and is not a directory")
+    if not overwrite and osp.isdir(out_dir) and os.listdir(out_dir):
+        raise ValueError(f"out_dir '{out_dir}' exists and is not empty; "
+                         'pass overwrite=True (--overwrite) to replace the '
+                         'toy datasets in it')
+    for name in names:
+        _check_replaceable(osp.join(out_dir, name))
+    os.makedirs(out_dir, exist_ok=True)
+    return {name: _generate(out_dir, name, params) for name in names}
+
+
+def ensure_toy_data(out_dir: str = DEFAULT_TOY_ROOT,
+                    num_train: int = 48,
+                    num_val: int = 16,
+                    size: Size = (256, 256),
+                    seed: int = 0,
+                    which: Union[str, Sequence[str]] = TOY_DATASETS
+                    ) -> Dict[str, str]:
+    """Return the toy datasets under ``out_dir``, generating what is missing.
+
+    A dataset folder is reused when its stamp matches the requested
+    parameters (and generator version); otherwise it is regenerated. Unlike
+    :func:`make_toy_data`, other content in ``out_dir`` is fine, but a
+    dataset folder without a stamp (not written by this module) is never
+    deleted: a ValueError is raised instead.
+
+    Args and returns: as :func:`make_toy_data` (without ``overwrite``).
+    """
+    params = _check_params(num_train, num_val, size, seed)
+    names = _check_which(which)
+    out_dir = os.fspath(out_dir)
+    if osp.lexists(out_dir) and not osp.isdir(out_dir):
+        raise ValueError(f"out_dir '{out_dir}' exists and is not a directory")
+    paths = {}
+    for name in names:
+        path = osp.join(out_dir, name)
+        if _read_stamp(path) == _stamp(name, params):
+            paths[name] = path
+            continue
+        _check_replaceable(path)
+        os.makedirs(out_dir, exist_ok=True)
+        paths[name] = _generate(out_dir, name, params)
+    return paths

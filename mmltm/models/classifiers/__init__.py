@@ -1,0 +1,3 @@
+from .ib_image import IBImageClassifier
+
+__all__ = ['IBImageClassifier']

@@ -1,0 +1,257 @@
+"""Every config in configs/ parses and builds its model; LTM configs differ
+from their baseline in the backbone only; toy configs match the toy data."""
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import mmltm  # noqa: F401
+from mmltm.engine import check_data_roots, collect_data_roots
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted(
+    str(p.relative_to(REPO))
+    for p in list((REPO / 'configs').glob('*.py')) +
+    list((REPO / 'configs' / 'toy').glob('*.py')))
+
+# (LTM config, its baseline): each comparison must be one backbone diff
+PAIRS = [(f'configs/{ltm}.py', f'configs/{base}.py') for ltm, base in [
+    ('mask_rcnn_ltm_swin_t_coco', 'mask_rcnn_swin_t_coco'),
+    ('mask_rcnn_ltm_swin_t_3x_coco', 'mask_rcnn_swin_t_3x_coco'),
+    ('mask_rcnn_ltm_swin_s_3x_coco', 'mask_rcnn_swin_s_3x_coco'),
+    ('upernet_ltm_swin_t_ade20k', 'upernet_swin_t_ade20k'),
+    ('upernet_ltm_swin_s_ade20k', 'upernet_swin_s_ade20k'),
+]]
+# (toy LTM config, toy baseline, the real LTM config it mirrors)
+TOY_PAIRS = [(f'configs/toy/{ltm}.py', f'configs/toy/{base}.py',
+              f'configs/{real}.py') for ltm, base, real in [
+    ('mask_rcnn_ltm_swin_t_toy', 'mask_rcnn_swin_t_toy',
+     'mask_rcnn_ltm_swin_t_coco'),
+    ('upernet_ltm_swin_t_toy', 'upernet_swin_t_toy',
+     'upernet_ltm_swin_t_ade20k'),
+]]
+# the keys an LTM config may change relative to its baseline
+LTM_KEYS = {
+    'custom_imports', 'ltm_pretrained', 'model.backbone.type',
+    'model.backbone.compression_ratio', 'model.backbone.convert_weights',
+    'model.backbone.init_cfg'
+}
+TOY_LTM_KEYS = {
+    'custom_imports', 'model.backbone.type', 'model.backbone.compression_ratio'
+}
+
+
+def load(path):
+    return Config.fromfile(str(REPO / path))
+
+
+def flatten(obj, prefix=''):
+    """{'a.b.c': leaf} for nested dicts (lists are leaves)."""
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            out.update(flatten(value, f'{prefix}{key}.'))
+        return out
+    return {prefix[:-1]: obj}
+
+
+# dict-valued settings that are compared as a whole
+WHOLE = ('custom_imports', 'model.backbone.init_cfg')
+
+
+def diff_keys(a, b):
+    """The (flattened) config keys whose values differ between a and b."""
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    changed = set()
+    for key in fa.keys() | fb.keys():
+        if fa.get(key, ...) != fb.get(key, ...):
+            changed.add(next((w for w in WHOLE if key.startswith(w + '.')),
+                             key))
+    return changed
+
+
+def test_all_configs_found():
+    swin_dense = {a for pair in PAIRS for a in pair}
+    swin_dense |= {a for pair in TOY_PAIRS for a in pair[:2]}
+    assert len(swin_dense) == 14 and swin_dense <= set(CONFIGS)
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_builds(path):
+    from mmengine.registry import MODELS
+    cfg = load(path)
+    assert cfg.default_scope in ('mmdet', 'mmseg', 'mmpretrain')
+    init_default_scope(cfg.default_scope)
+    # the model only: no init_weights, so no checkpoint is read
+    model = MODELS.build(cfg.model)
+    is_ltm = 'ltm' in Path(path).name
+    if cfg.default_scope in ('mmdet', 'mmseg'):
+        # dense baselines keep the libraries' own backbones
+        assert type(model.backbone).__name__.startswith('LTM') == is_ltm
+    if is_ltm:
+        assert cfg.custom_imports == dict(
+            imports=['mmltm'], allow_failed_imports=False)
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f'\n{path}: {type(model).__name__}, {n_params:.1f} M params')
+
+
+@pytest.mark.parametrize('ltm,base', PAIRS)
+def test_ltm_config_is_one_backbone_diff(ltm, base):
+    ltm_cfg, base_cfg = load(ltm), load(base)
+    changed = diff_keys(ltm_cfg, base_cfg)
+    assert changed <= LTM_KEYS, changed - LTM_KEYS
+    backbone = ltm_cfg.model.backbone
+    assert backbone.type == 'LTMSwinTransformer'
+    # mmdet's converter is for official Swin keys; ours must not be renamed
+    assert backbone.convert_weights is False
+    assert backbone.init_cfg.type == 'Pretrained'
+    assert backbone.init_cfg.checkpoint == ltm_cfg.ltm_pretrained
+    assert backbone.init_cfg.checkpoint.startswith('work_dirs/ltm_swin_')
+
+
+@pytest.mark.parametrize('toy_ltm,toy_base,real_ltm', TOY_PAIRS)
+def test_toy_swap_equals_real_swap(toy_ltm, toy_base, real_ltm):
+    toy_ltm_cfg, real_cfg = load(toy_ltm), load(real_ltm)
+    assert diff_keys(toy_ltm_cfg, load(toy_base)) <= TOY_LTM_KEYS
+    for key in ('type', 'compression_ratio'):
+        assert toy_ltm_cfg.model.backbone[key] == real_cfg.model.backbone[key]
+
+
+def test_real_recipes():
+    """Spot checks against the published mmdet / mmseg recipes."""
+    det = load('configs/mask_rcnn_ltm_swin_t_coco.py')
+    assert det.optim_wrapper.optimizer.type == 'AdamW'
+    assert det.optim_wrapper.optimizer.lr == 1e-4
+    assert det.optim_wrapper.optimizer.weight_decay == 0.05
+    assert det.train_cfg.max_epochs == 12
+    assert det.model.neck.in_channels == [96, 192, 384, 768]
+    assert det.model.backbone.depths == [2, 2, 6, 2]
+    det3x = load('configs/mask_rcnn_ltm_swin_t_3x_coco.py')
+    assert det3x.train_cfg.max_epochs == 36
+    assert det3x.optim_wrapper.type == 'AmpOptimWrapper'
+    assert det3x.train_dataloader.dataset.pipeline[3].type == 'RandomChoice'
+    dets = load('configs/mask_rcnn_ltm_swin_s_3x_coco.py')
+    assert dets.model.backbone.depths == [2, 2, 18, 2]
+    seg = load('configs/upernet_ltm_swin_t_ade20k.py')
+    assert seg.train_cfg.max_iters == 160000
+    assert seg.optim_wrapper.optimizer.lr == 6e-5
+    assert seg.crop_size == (512, 512)
+    assert seg.model.decode_head.num_classes == 150
+    assert seg.model.decode_head.norm_cfg.type == 'SyncBN'
+    segs = load('configs/upernet_ltm_swin_s_ade20k.py')
+    assert segs.model.backbone.depths == [2, 2, 18, 2]
+
+
+def test_toy_configs_match_toy_data():
+    from mmltm.datasets.toy import (TOY_COCO_CLASSES, TOY_COCO_PALETTE,
+                                    TOY_SEG_CLASSES, TOY_SEG_PALETTE)
+    for name in ('mask_rcnn_swin_t_toy', 'mask_rcnn_ltm_swin_t_toy'):
+        cfg = load(f'configs/toy/{name}.py')
+        assert cfg.metainfo.classes == TOY_COCO_CLASSES
+        assert [tuple(c) for c in cfg.metainfo.palette] == [
+            tuple(c) for c in TOY_COCO_PALETTE
+        ]
+        assert cfg.model.roi_head.bbox_head.num_classes == len(
+            TOY_COCO_CLASSES)
+        assert cfg.model.roi_head.mask_head.num_classes == len(
+            TOY_COCO_CLASSES)
+        assert cfg.val_evaluator.metric == ['bbox', 'segm']
+        assert cfg.train_cfg.type == 'IterBasedTrainLoop'
+        assert cfg.model.backbone.init_cfg is None
+    for name in ('upernet_swin_t_toy', 'upernet_ltm_swin_t_toy'):
+        cfg = load(f'configs/toy/{name}.py')
+        assert cfg.metainfo.classes == TOY_SEG_CLASSES
+        assert [tuple(c) for c in cfg.metainfo.palette] == [
+            tuple(c) for c in TOY_SEG_PALETTE
+        ]
+        for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+            assert head.num_classes == len(TOY_SEG_CLASSES)
+            assert head.norm_cfg.type == 'BN'
+        assert cfg.val_evaluator.type == 'IoUMetric'
+        assert cfg.model.backbone.init_cfg is None
+    for path in CONFIGS:
+        if '/toy/' in path:
+            cfg = load(path)
+            roots = collect_data_roots(cfg, 'train') + collect_data_roots(
+                cfg, 'test')
+            assert roots and all(
+                root.startswith(cfg.toy_data_root + '/')
+                for _, root, _ in roots), roots
+
+
+def test_missing_toy_data_error(tmp_path):
+    cfg = load('configs/toy/mask_rcnn_swin_t_toy.py')
+    root = str(tmp_path / 'toy')
+    cfg.toy_data_root = root
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = root + '/coco/'
+    with pytest.raises(FileNotFoundError) as err:
+        check_data_roots(cfg, 'train', make_toy=False)
+    msg = str(err.value)
+    assert f'data root {root}/coco/ not found' in msg
+    assert 'make_toy_data' in msg
+
+
+def test_unknown_backbone_arg_is_named():
+    from mmengine.registry import MODELS
+    cfg = load('configs/toy/upernet_ltm_swin_t_toy.py')
+    cfg.model.backbone.compresion_ratio = 0.5  # typo on purpose
+    init_default_scope('mmseg')
+    with pytest.raises(TypeError, match='compresion_ratio'):
+        MODELS.build(cfg.model)
+
+
+def test_toy_models_forward():
+    """The toy models run on one image of the toy size (the tools tests
+    cover the full pipeline)."""
+    from mmengine.registry import MODELS
+    cfg = load('configs/toy/upernet_ltm_swin_t_toy.py')
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 128, 128), mode='tensor')
+    assert out.shape == (1, 4, 32, 32)
+
+
+def test_toy_det_backbone_loads_toy_cls_checkpoint(tmp_path):
+    """The ImageNet -> COCO hand-over of the real recipe, at toy size: a
+    checkpoint of the LTM-Swin classification toy config, saved as the
+    Runner saves it (meta with a message hub, so the torch >= 2.6 loading
+    fix is exercised too), initialises the toy Mask R-CNN's backbone
+    through ``init_cfg=dict(type='Pretrained', prefix='backbone.')``."""
+    from mmengine.logging import MessageHub
+    from mmengine.registry import MODELS
+    from mmengine.runner.checkpoint import save_checkpoint
+    cls_cfg = load('configs/toy/ltm_swin_t_in1k_toy.py')
+    init_default_scope('mmpretrain')
+    torch.manual_seed(1)
+    classifier = MODELS.build(cls_cfg.model)
+    hub = MessageHub.get_instance('toy_cls_ckpt')
+    hub.update_scalar('train/loss', 1.0)
+    path = str(tmp_path / 'epoch_10.pth')
+    save_checkpoint(
+        dict(meta=dict(epoch=10, message_hub=hub.state_dict()),
+             state_dict=classifier.state_dict()), path)
+
+    det_cfg = load('configs/toy/mask_rcnn_ltm_swin_t_toy.py')
+    real = load('configs/mask_rcnn_ltm_swin_t_coco.py').model.backbone.init_cfg
+    det_cfg.model.backbone.init_cfg = dict(real, checkpoint=path)
+    init_default_scope('mmdet')
+    torch.manual_seed(2)
+    detector = MODELS.build(det_cfg.model)
+    detector.init_weights()
+    det_state = detector.backbone.state_dict()
+    cls_state = {
+        k[len('backbone.'):]: v
+        for k, v in classifier.state_dict().items()
+        if k.startswith('backbone.')
+    }
+    shared = set(det_state) & set(cls_state)
+    # everything but the detector's per-stage output norms comes from it
+    assert set(det_state) - shared <= {
+        k for k in det_state if k.startswith('norm')
+    }
+    for key in shared:
+        assert torch.equal(det_state[key], cls_state[key]), key

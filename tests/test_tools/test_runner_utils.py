@@ -1,0 +1,72 @@
+"""Config preparation of tools/train.py and tools/test.py (fast, no
+training): task from default_scope, CPU-only distributed settings, AMP,
+resume and work_dir choices."""
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from mmltm.engine import prepare_runner_cfg, task_of_config
+from mmltm.engine import runner_utils
+
+REPO = Path(__file__).resolve().parents[2]
+TOY = 'configs/toy/upernet_swin_t_toy.py'
+
+
+def load(path=TOY):
+    return Config.fromfile(str(REPO / path))
+
+
+def test_task_of_config():
+    assert task_of_config(load()) == 'mmseg'
+    assert task_of_config(load('configs/toy/mask_rcnn_swin_t_toy.py')) == \
+        'mmdet'
+    cfg = load()
+    cfg.default_scope = 'mmocr'
+    with pytest.raises(ValueError, match="default_scope='mmocr'.*mmdet"):
+        task_of_config(cfg)
+
+
+def test_work_dir_resume_and_load_from():
+    cfg = prepare_runner_cfg(load(), config_path=TOY)
+    assert cfg.work_dir == './work_dirs/upernet_swin_t_toy'
+    assert cfg.launcher == 'none' and not cfg.resume
+    cfg = prepare_runner_cfg(
+        load(), config_path=TOY, work_dir='w', resume='auto')
+    assert cfg.work_dir == 'w' and cfg.resume and cfg.load_from is None
+    cfg = prepare_runner_cfg(load(), config_path=TOY, resume='w/iter_2.pth')
+    assert cfg.resume and cfg.load_from == 'w/iter_2.pth'
+    cfg = prepare_runner_cfg(
+        load(), config_path=TOY, load_from='c.pth', training=False)
+    assert cfg.load_from == 'c.pth' and not cfg.resume
+
+
+def test_cpu_distributed_settings(monkeypatch):
+    monkeypatch.setattr(runner_utils, '_cuda_usable', lambda: False)
+    cfg = prepare_runner_cfg(load(), config_path=TOY, launcher='pytorch')
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
+    assert cfg.model_wrapper_cfg.device_ids is None
+    # one process: nothing to change
+    cfg = prepare_runner_cfg(load(), config_path=TOY)
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert 'model_wrapper_cfg' not in cfg
+    # with CUDA mmengine's defaults stay
+    monkeypatch.setattr(runner_utils, '_cuda_usable', lambda: True)
+    cfg = prepare_runner_cfg(load(), config_path=TOY, launcher='pytorch')
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+
+
+def test_amp(monkeypatch):
+    monkeypatch.setattr(runner_utils, '_cuda_usable', lambda: True)
+    cfg = prepare_runner_cfg(load(), config_path=TOY, amp=True)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    monkeypatch.setattr(runner_utils, '_cuda_usable', lambda: False)
+    with pytest.raises(RuntimeError, match='optim_wrapper.type=OptimWrapper'):
+        prepare_runner_cfg(load(), config_path=TOY, amp=True)
+    # an AMP config can still be evaluated on CPU
+    amp_cfg = load('configs/mask_rcnn_swin_t_3x_coco.py')
+    assert amp_cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    prepare_runner_cfg(
+        amp_cfg, config_path='x.py', load_from='c.pth', training=False)

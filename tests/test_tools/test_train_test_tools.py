@@ -1,0 +1,259 @@
+"""End-to-end checks of tools/train.py, tools/test.py, tools/dist_train.sh
+and of mmdet's own tools/train.py on our toy configs (real Runner, real
+CocoMetric / IoUMetric, a few iterations each on the toy data).
+
+Every run is a subprocess from the repo root, as a user would type it; the
+metrics each run printed are echoed (``pytest -s`` shows them).
+"""
+import os
+import os.path as osp
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+SEG_LTM = 'configs/toy/upernet_ltm_swin_t_toy.py'
+DET_LTM = 'configs/toy/mask_rcnn_ltm_swin_t_toy.py'
+
+# two iterations, validation after the second, a checkpoint every iteration
+SHORT = [
+    'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+    'default_hooks.checkpoint.interval=1',
+    'default_hooks.checkpoint.max_keep_ckpts=3',
+    'default_hooks.logger.interval=1'
+]
+# the detection runs validate on 4 of the 16 toy val images (CocoMetric
+# still scores against all 16: the rest count as misses)
+DET_VAL = ['val_dataloader.dataset.indices=4']
+DET_TEST = ['test_dataloader.dataset.indices=4']
+METRIC_RE = re.compile(
+    r'((?:coco/)?(?:bbox|segm)_mAP(?:_50|_75)?|mIoU|aAcc|mAcc): '
+    r'(-?[\d.]+)')
+
+
+def run(cmd, timeout=300, env=None):
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env)
+    proc.log = proc.stdout + proc.stderr
+    return proc
+
+
+def ok(proc):
+    if proc.returncode != 0:
+        pytest.fail(f'{proc.args} exited {proc.returncode}:\n'
+                    f'{proc.log[-6000:]}')
+    return proc
+
+
+def metrics_of(log):
+    """The last value logged for each metric."""
+    return {k: float(v) for k, v in METRIC_RE.findall(log)}
+
+
+def load_tool(name):
+    """tools/<name>.py as a module, to call its main(argv) in-process."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        f'mmltm_tools_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def in_repo():
+    """Run in the repo root, as the tools expect (relative data paths)."""
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    yield
+    os.chdir(cwd)
+
+
+@pytest.fixture(scope='module')
+def toy_data():
+    from mmltm.datasets.toy import ensure_toy_data
+    return ensure_toy_data(str(REPO / 'data' / 'toy'))
+
+
+@pytest.fixture(scope='module')
+def seg_run(toy_data, tmp_path_factory):
+    """tools/train.py on the LTM UperNet toy config: 2 iters + val."""
+    work_dir = tmp_path_factory.mktemp('seg')
+    proc = ok(
+        run([
+            PY, 'tools/train.py', SEG_LTM, '--work-dir',
+            str(work_dir), '--cfg-options', *SHORT
+        ]))
+    return work_dir, proc
+
+
+@pytest.fixture(scope='module')
+def det_run(toy_data, tmp_path_factory):
+    """mmdet's *own* tools/train.py (shipped in mmdet/.mim/tools) on the LTM
+    Mask R-CNN toy config: mmltm enters only through the config's
+    custom_imports, as it would for any mmdet user."""
+    import mmdet
+    mmdet_train = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
+                           'train.py')
+    assert osp.isfile(mmdet_train)
+    work_dir = tmp_path_factory.mktemp('det')
+    proc = ok(
+        run([
+            PY, mmdet_train, DET_LTM, '--work-dir',
+            str(work_dir), '--cfg-options', *SHORT, *DET_VAL
+        ]))
+    return work_dir, proc
+
+
+def test_train_tool_seg_toy(seg_run):
+    work_dir, proc = seg_run
+    metrics = metrics_of(proc.log)
+    print('\n[toy UperNet LTM-Swin, 2 iters, tools/train.py]', metrics)
+    assert 'mIoU' in metrics and 0 <= metrics['mIoU'] <= 100
+    assert (work_dir / 'iter_2.pth').is_file()
+    assert 'LTMSwinTransformer' in proc.log
+
+
+def test_mmdet_train_tool_det_toy(det_run):
+    work_dir, proc = det_run
+    metrics = metrics_of(proc.log)
+    print('\n[toy Mask R-CNN LTM-Swin, 2 iters, mmdet tools/train.py]',
+          metrics)
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert key in metrics and 0 <= metrics[key] <= 1
+    assert (work_dir / 'iter_2.pth').is_file()
+
+
+def test_test_tool_det(det_run, tmp_path):
+    work_dir, _ = det_run
+    out = tmp_path / 'preds.pkl'
+    proc = ok(
+        run([
+            PY, 'tools/test.py', DET_LTM,
+            str(work_dir / 'iter_2.pth'), '--work-dir',
+            str(tmp_path), '--out',
+            str(out), '--cfg-options', *DET_TEST
+        ]))
+    metrics = metrics_of(proc.log)
+    print('\n[toy Mask R-CNN LTM-Swin, tools/test.py]', metrics)
+    assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics
+    import pickle
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 4  # one per evaluated image
+    assert 'pred_instances' in preds[0]
+
+
+def test_resume(seg_run, tmp_path, in_repo):
+    """--resume continues the iteration counter, weights and optimizer."""
+    work_dir, _ = seg_run
+    ckpt2 = torch.load(work_dir / 'iter_2.pth', weights_only=False)
+    assert ckpt2['meta']['iter'] == 2
+
+    # 1) the CLI: resume the latest checkpoint of the work_dir, train one
+    # more iteration
+    proc = ok(
+        run([
+            PY, 'tools/train.py', SEG_LTM, '--work-dir',
+            str(work_dir), '--resume', '--cfg-options', *SHORT[2:],
+            'train_cfg.max_iters=3', 'train_cfg.val_interval=100'
+        ]))
+    assert 'resumed epoch: 0, iter: 2' in proc.log
+    ckpt3 = torch.load(work_dir / 'iter_3.pth', weights_only=False)
+    assert ckpt3['meta']['iter'] == 3
+    changed = [
+        k for k, v in ckpt3['state_dict'].items()
+        if v.is_floating_point() and not torch.equal(v, ckpt2['state_dict'][k])
+    ]
+    assert changed, 'the resumed run did not update any weight'
+
+    # 2) what the Runner holds right after resuming an explicit checkpoint
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmltm.engine import prepare_runner_cfg
+    cfg = Config.fromfile(str(REPO / SEG_LTM))
+    cfg.merge_from_dict({'train_cfg.max_iters': 3})
+    prepare_runner_cfg(
+        cfg,
+        config_path=SEG_LTM,
+        work_dir=str(tmp_path),
+        resume=str(work_dir / 'iter_2.pth'))
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    assert runner.iter == 2
+    state = runner.model.state_dict()
+    for key, value in ckpt2['state_dict'].items():
+        assert torch.equal(state[key], value), key
+    steps = {
+        int(s['step'])
+        for s in runner.optim_wrapper.optimizer.state_dict()['state'].values()
+    }
+    assert steps == {2}
+
+
+def test_dist_train_two_processes(toy_data, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    proc = ok(
+        run([
+            'bash', 'tools/dist_train.sh', SEG_LTM, '2', '--work-dir',
+            str(tmp_path), '--cfg-options', *SHORT
+        ],
+            env=dict(PORT=str(port), PYTHON=PY)))
+    assert 'Distributed training: True' in proc.log
+    assert 'GPU number: 2' in proc.log  # mmengine's name for world size
+    metrics = metrics_of(proc.log)
+    print('\n[toy UperNet LTM-Swin, 2 procs, dist_train.sh]', metrics)
+    assert 'mIoU' in metrics
+    assert (tmp_path / 'iter_2.pth').is_file()
+
+
+def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch):
+    import mmengine.runner
+    missing = str(tmp_path / 'coco') + '/'
+
+    def no_runner(*args, **kwargs):
+        raise AssertionError('the Runner was built before the data check')
+
+    monkeypatch.setattr(mmengine.runner.Runner, 'from_cfg', no_runner)
+    with pytest.raises(FileNotFoundError) as err:
+        load_tool('train').main([
+            'configs/mask_rcnn_swin_t_coco.py', '--work-dir',
+            str(tmp_path), '--cfg-options',
+            f'train_dataloader.dataset.data_root={missing}',
+            f'val_dataloader.dataset.data_root={missing}'
+        ])
+    msg = str(err.value)
+    assert msg.startswith(f'data root {missing} not found')
+    assert 'train_dataloader.dataset.data_root' in msg
+
+
+def test_mismatched_checkpoint_is_refused(det_run, tmp_path, in_repo):
+    """A Mask R-CNN checkpoint is no UperNet checkpoint: tools/test.py
+    names the missing keys instead of evaluating random heads."""
+    work_dir, _ = det_run
+    with pytest.raises(RuntimeError) as err:
+        load_tool('test').main([
+            SEG_LTM,
+            str(work_dir / 'iter_2.pth'), '--work-dir',
+            str(tmp_path)
+        ])
+    msg = str(err.value)
+    assert 'does not match the model of this config' in msg
+    # the missing parts and the foreign ones are named
+    assert 'decode_head.* (' in msg and 'auxiliary_head.* (' in msg
+    assert 'roi_head.* (' in msg

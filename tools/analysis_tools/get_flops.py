@@ -1,0 +1,260 @@
+# Copyright (c) mmltm contributors. All rights reserved.
+"""Params and FLOPs of every baseline / LTM classifier next to the paper's.
+
+Builds the ImageNet-1k classifiers of ``configs/`` (backbone + neck + head,
+as the paper's table counts them), counts them with mmengine's counter at
+each model's paper resolution and prints a markdown table::
+
+    python tools/analysis_tools/get_flops.py                 # every model
+    python tools/analysis_tools/get_flops.py --models vit_s mobilevit_xs
+    python tools/analysis_tools/get_flops.py --config configs/x.py --shape 224
+
+Counting convention: mmengine's ``FlopAnalyzer`` (what
+``mmengine.analysis.get_model_complexity_info`` reports; fvcore-style) counts
+one multiply-add as one FLOP, i.e. it reports MACs, the convention of the
+paper's "FLOPs" column. Operators it has no rule for count zero: element-wise
+ops, softmax, and ``scaled_dot_product_attention`` (the attention
+matrix products of mmpretrain's ViT / MobileViT blocks) as well as the
+mask module's own arithmetic (a few element-wise ops per token). The LTM
+saving is real in the count: the FFN's ``Linear`` layers (MBConv's convs for
+EfficientViT) run on the merged ``N'`` tokens, and the counter traces them
+with that shape.
+"""
+import argparse
+import logging
+import os.path as osp
+import sys
+import warnings
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+# mmengine 0.10.7 imports pkg_resources, which warns on every import
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+import torch  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import mmltm  # noqa: E402,F401  (registers the mmltm models)
+from mmengine.analysis import FlopAnalyzer, parameter_count  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.registry import MODELS, init_default_scope  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+class Row(NamedTuple):
+    """One line of the table: a baseline / LTM config pair and the paper's
+    figures (params in M, FLOPs in G) for it."""
+    name: str
+    baseline: str
+    ltm: str
+    size: int
+    paper_params: float
+    paper_flops: float
+    paper_ltm_flops: float
+
+
+#: the LTM paper's ImageNet table (README of the authors' repository)
+ROWS: Dict[str, Row] = {
+    r.name: r
+    for r in [
+        Row('swin_t', 'swin_t_8xb128_in1k', 'ltm_swin_t_8xb128_in1k', 224,
+            29.0, 4.5, 3.8),
+        Row('swin_b', 'swin_b_8xb128_in1k', 'ltm_swin_b_8xb128_in1k', 224,
+            88.0, 15.4, 12.0),
+        Row('vit_s', 'vit_s_4xb256_in1k', 'ltm_vit_s_4xb256_in1k', 224, 22.1,
+            4.3, 3.7),
+        Row('vit_b', 'vit_b_16xb64_in1k', 'ltm_vit_b_16xb64_in1k', 224, 86.5,
+            17.6, 12.9),
+        Row('mobilevit_xs', 'mobilevit_xs_4xb64_in1k',
+            'ltm_mobilevit_xs_4xb64_in1k', 224, 2.3, 0.7, 0.52),
+        Row('mobilevit_s', 'mobilevit_s_4xb64_in1k',
+            'ltm_mobilevit_s_4xb64_in1k', 224, 5.6, 1.4, 1.17),
+        Row('efficientvit_b1', 'efficientvit_b1_4xb64_in1k',
+            'ltm_efficientvit_b1_4xb64_in1k', 224, 9.1, 0.52, 0.44),
+        Row('efficientvit_b1_r288', 'efficientvit_b1_r288_4xb64_in1k',
+            'ltm_efficientvit_b1_r288_4xb64_in1k', 288, 9.1, 0.86, 0.70),
+    ]
+}
+
+
+#: dense-prediction pairs for ``--dense``: (baseline config, LTM config,
+#: input H x W as the test pipeline feeds it)
+DENSE_ROWS: Dict[str, Tuple[str, str, Tuple[int, int]]] = {
+    'mask_rcnn_swin_t': ('mask_rcnn_swin_t_coco', 'mask_rcnn_ltm_swin_t_coco', (800, 1333)),
+    'mask_rcnn_swin_s': ('mask_rcnn_swin_s_3x_coco', 'mask_rcnn_ltm_swin_s_3x_coco',
+                         (800, 1333)),
+    'upernet_swin_t': ('upernet_swin_t_ade20k', 'upernet_ltm_swin_t_ade20k', (512, 512)),
+    'upernet_swin_s': ('upernet_swin_s_ade20k', 'upernet_ltm_swin_s_ade20k', (512, 512)),
+}
+
+
+def _benchmark_tool():
+    """``benchmark.py`` beside this file (its detector/segmentor builders)."""
+    import importlib.util
+    name = 'mmltm_tools_benchmark'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark.py'))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def measure_dense(name: str) -> Dict[str, object]:
+    """Backbone and whole-model FLOPs of a detection / segmentation pair at
+    its dense input size. The whole model is counted in ``mode='tensor'``
+    (as mmdet's/mmseg's get_flops) on the pre-processed (padded) input; a
+    detector's RPN skips NMS so that both models' RoI heads count
+    ``max_per_img`` proposals (see ``benchmark.fix_detector_workload``)."""
+    bm = _benchmark_tool()
+    base_cfg, ltm_cfg, hw = DENSE_ROWS[name]
+    out: Dict[str, object] = dict(name=name, size=hw)
+    for key, cfg_name in (('baseline', base_cfg), ('ltm', ltm_cfg)):
+        cfg = bm.load_config(osp.join(REPO, 'configs', cfg_name + '.py'))
+        bm.fix_detector_workload(cfg)
+        model = bm.build_model(cfg)
+        data = bm.make_batch(model, hw, 1)
+        out[f'{key}_input'] = tuple(data['inputs'].shape[-2:])
+        for part in ('backbone', 'model'):
+            out[f'{key}_{part}_flops'] = bm.part_flops(model, part, data) / 1e9
+            out[f'{key}_{part}_params'] = bm.part_params(model, part) / 1e6
+        out[f'{key}_ratio'] = compression_ratio(model)
+    return out
+
+
+def markdown_dense(results: List[Dict[str, object]]) -> str:
+    lines = ['| model | input (padded) | part | params M | baseline GFLOPs | LTM GFLOPs '
+             '| LTM / baseline | compression_ratio |', '|' + '---|' * 8]
+    for r in results:
+        h, w = r['size']
+        ph, pw = r['ltm_input']
+        for part in ('backbone', 'model'):
+            b, l = r[f'baseline_{part}_flops'], r[f'ltm_{part}_flops']
+            lines.append(f"| {r['name']} | {h}x{w} ({ph}x{pw}) | {part} "
+                         f"| {r[f'ltm_{part}_params']:.2f} | {b:.2f} | {l:.2f} | {l / b:.3f} "
+                         f"| {_fmt(r['ltm_ratio'], 'g')} |")
+    return '\n'.join(lines)
+
+
+def build_model(config: str) -> torch.nn.Module:
+    """The model of ``config`` (no weights read), in eval mode."""
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model = MODELS.build(cfg.model)
+    model.eval()
+    return model
+
+
+def count(model: torch.nn.Module, size: int) -> Tuple[float, float]:
+    """``(params in M, FLOPs in G)`` of ``model`` on one ``size x size``
+    image, with mmengine's counter (the numbers
+    ``get_model_complexity_info`` reports, without its activation count)."""
+    inputs = (torch.randn(1, 3, size, size), )
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, inputs)
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        flops = analyzer.total()
+    return parameter_count(model)[''] / 1e6, flops / 1e9
+
+
+def compression_ratio(model: torch.nn.Module) -> Optional[float]:
+    backbone = getattr(model, 'backbone', model)
+    return getattr(backbone, 'compression_ratio', None)
+
+
+def measure(row: Row) -> Dict[str, object]:
+    out: Dict[str, object] = dict(row._asdict())
+    for key in ('baseline', 'ltm'):
+        path = osp.join(REPO, 'configs', row._asdict()[key] + '.py')
+        try:
+            model = build_model(path)
+            out[f'{key}_params'], out[f'{key}_flops'] = count(model, row.size)
+            out[f'{key}_ratio'] = compression_ratio(model)
+        except Exception as err:  # one broken config must not hide the rest
+            out[f'{key}_error'] = f'{type(err).__name__}: {err}'
+    return out
+
+
+def _fmt(value, spec: str = '.3f') -> str:
+    return '—' if value is None else format(value, spec)
+
+
+def markdown(results: List[Dict[str, object]]) -> str:
+    head = ('| model | input | params M (paper) | baseline GFLOPs (paper, Δ) '
+            '| LTM GFLOPs (paper, Δ) | LTM / baseline (paper) '
+            '| compression_ratio |')
+    lines = [head, '|' + '---|' * 7]
+    for r in results:
+        if 'baseline_error' in r or 'ltm_error' in r:
+            err = r.get('baseline_error') or r.get('ltm_error')
+            lines.append(f"| {r['name']} | {r['size']} | error: {err} |||||")
+            continue
+        b, l = r['baseline_flops'], r['ltm_flops']
+        db = 100 * (b / r['paper_flops'] - 1)
+        dl = 100 * (l / r['paper_ltm_flops'] - 1)
+        lines.append(
+            f"| {r['name']} | {r['size']}² "
+            f"| {r['ltm_params']:.2f} ({r['paper_params']}) "
+            f"| {b:.3f} ({r['paper_flops']}, {db:+.1f}%) "
+            f"| {l:.3f} ({r['paper_ltm_flops']}, {dl:+.1f}%) "
+            f"| {l / b:.3f} ({r['paper_ltm_flops'] / r['paper_flops']:.3f}) "
+            f"| {_fmt(r['ltm_ratio'], 'g')} |")
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Params / FLOPs of baseline and LTM classifiers next to '
+        'the LTM paper (mmengine counter; MACs, as the paper)')
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        choices=sorted(ROWS),
+        default=None,
+        help='rows of the table (default: all)')
+    parser.add_argument(
+        '--config',
+        help='count one config instead of the table (needs --shape)')
+    parser.add_argument(
+        '--shape', type=int, default=224, help='input size for --config')
+    parser.add_argument(
+        '--dense',
+        nargs='*',
+        choices=sorted(DENSE_ROWS),
+        default=None,
+        help='detection / segmentation pairs at their dense sizes instead of '
+        'the classifier table (no names: the Swin-T pairs)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    if args.config:
+        model = build_model(args.config)
+        params, flops = count(model, args.shape)
+        print(f'{args.config} @ {args.shape}x{args.shape}: {params:.3f} M '
+              f'params, {flops:.4f} GFLOPs (mmengine counter, MACs), '
+              f'compression_ratio={compression_ratio(model)}')
+        return
+    if args.dense is not None:
+        names = args.dense or ['mask_rcnn_swin_t', 'upernet_swin_t']
+        print(markdown_dense([measure_dense(name) for name in names]))
+        print('\nmmengine FlopAnalyzer, batch 1, FLOPs are MACs; whole model in '
+              "mode='tensor' on the padded input; detectors: RPN without NMS so "
+              'both RoI heads count max_per_img proposals.')
+        return
+    names = args.models or list(ROWS)
+    results = [measure(ROWS[name]) for name in names]
+    print(markdown(results))
+    print('\nmmengine FlopAnalyzer (= get_model_complexity_info), whole '
+          'classifier, batch 1; FLOPs are MACs, as in the paper. Paper '
+          'figures: the LTM README table.')
+
+
+if __name__ == '__main__':
+    main()
