@@ -22,6 +22,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+import numpy as np
+
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmltm  # noqa: E402,F401  (registers models, installs checkpoint fix)
@@ -71,8 +73,10 @@ def run_config(config: str, work_dir: str, max_iters: Optional[int]) -> Dict:
     if not keeper.metrics:  # no validation in the schedule: run it once
         keeper.metrics = runner.val()
     return dict(config=config, seconds=time.perf_counter() - start,
+                # mmseg's IoUMetric returns numpy float32 scalars (no float
+                # subclass, unlike float64)
                 metrics={k: float(v) for k, v in keeper.metrics.items()
-                         if isinstance(v, (int, float))})
+                         if isinstance(v, (int, float, np.number))})
 
 
 def main(argv: Optional[List[str]] = None) -> int:

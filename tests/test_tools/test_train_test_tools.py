@@ -257,3 +257,22 @@ def test_mismatched_checkpoint_is_refused(det_run, tmp_path, in_repo):
     # the missing parts and the foreign ones are named
     assert 'decode_head.* (' in msg and 'auxiliary_head.* (' in msg
     assert 'roi_head.* (' in msg
+
+
+def test_demo_reports_every_metric(toy_data, tmp_path, in_repo, capsys):
+    """tools/demo.py (the README's main job) on a 1-iteration schedule: the
+    summary carries real numbers for both jobs (mmseg's IoUMetric returns
+    numpy float32 scalars, which once came out as nan)."""
+    import json
+    import math
+    demo = load_tool('demo')
+    out = tmp_path / 'demo.json'
+    assert demo.main(['--max-iters', '1', '--work-dir', str(tmp_path),
+                      '--out-json', str(out)]) == 0
+    results = {r['job']: r['metrics'] for r in json.loads(out.read_text())}
+    for job, keys in (('mask_rcnn', ('coco/bbox_mAP', 'coco/segm_mAP')),
+                      ('upernet', ('mIoU', 'mAcc', 'aAcc'))):
+        for key in keys:
+            assert math.isfinite(results[job][key]), (job, key, results[job])
+    summary = capsys.readouterr().out
+    assert 'nan' not in summary.split('mmltm demo summary')[1]

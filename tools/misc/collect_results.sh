@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Re-run every measurement behind the README's "Results" section on this
+# machine. Each step's command and full output go to work_dirs/results/<step>.txt
+# (the README quotes those files). Run after `make setup`; about 45 minutes on
+# 2 CPU cores, most of it the toy trainings. Run nothing else meanwhile: the
+# latency figures share the machine with whatever else runs.
+#
+#   bash tools/misc/collect_results.sh            # every step
+#   bash tools/misc/collect_results.sh flops bench_backbone   # some steps
+#
+# Steps: machine flops flops_dense bench_backbone bench_mask_rcnn sweep
+#        ib_toy demo visualize
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=${MMLTM_RESULTS_DIR:-work_dirs/results}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+
+ALL_STEPS=(machine flops flops_dense bench_backbone bench_mask_rcnn sweep ib_toy demo visualize)
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
+for s in "${STEPS[@]}"; do
+  case " ${ALL_STEPS[*]} " in *" $s "*) ;; *)
+    echo "unknown step '$s'; allowed: ${ALL_STEPS[*]}" >&2; exit 2;; esac
+done
+
+run() {  # run STEP CMD...: echo the command, then tee its output
+  local step=$1; shift
+  echo "\$ $*" | tee "$OUT/$step.txt"
+  "$@" 2>&1 | tee -a "$OUT/$step.txt"
+}
+
+top1_of() {  # the last top-1 a toy classification run logged
+  grep -o 'accuracy/top1: [0-9.]*' "$1" | tail -n1 | cut -d' ' -f2
+}
+
+for step in "${STEPS[@]}"; do
+  echo "===== $step ====="
+  case $step in
+    machine)
+      run machine bash -c 'lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core)"; free -g | head -2;
+        '"$PY"' -c "import torch, mmengine, mmcv, mmdet, mmseg, mmpretrain; print(\"torch\", torch.__version__, \"threads\", torch.get_num_threads(), \"| mmengine\", mmengine.__version__, \"mmcv\", mmcv.__version__, \"mmdet\", mmdet.__version__, \"mmseg\", mmseg.__version__, \"mmpretrain\", mmpretrain.__version__)"' ;;
+    flops)
+      run flops "$PY" tools/analysis_tools/get_flops.py ;;
+    flops_dense)
+      run flops_dense "$PY" tools/analysis_tools/get_flops.py --dense ;;
+    bench_backbone)
+      run bench_backbone "$PY" tools/analysis_tools/benchmark.py \
+        configs/ltm_swin_t_8xb128_in1k.py --baseline configs/swin_t_8xb128_in1k.py \
+        --part backbone --sizes 224 --batch 1 8 --runs 30 --threads 2 --overhead \
+        --out-json "$OUT/bench_backbone.json" ;;
+    bench_mask_rcnn)
+      run bench_mask_rcnn "$PY" tools/analysis_tools/benchmark.py \
+        configs/mask_rcnn_ltm_swin_t_coco.py --baseline configs/mask_rcnn_swin_t_coco.py \
+        --part both --sizes 800x1333 --batch 1 --runs 10 --threads 2 --fix-proposals \
+        --out-json "$OUT/bench_mask_rcnn.json" ;;
+    sweep)
+      run sweep "$PY" tools/analysis_tools/sweep_ratio.py configs/ltm_swin_t_8xb128_in1k.py \
+        --modes ltm tome --ratios 1.0 0.9 0.8 0.7 0.6 0.5 --runs 10 --out-dir "$OUT/sweep" ;;
+    ib_toy)
+      # the same toy schedule, seed and data order with and without the IB term
+      for cfg in ltm_swin_t_in1k_toy ltm_swin_t_noib_in1k_toy; do
+        run "train_$cfg" "$PY" tools/train.py "configs/toy/$cfg.py" \
+          --work-dir "work_dirs/results_$cfg"
+      done
+      {
+        echo "| toy run (10 epochs, seed 0) | top-1 on toy val (16 images) |"
+        echo "|---|---|"
+        echo "| LTM-Swin-T, CE + IB (ib_weight 0.1) | $(top1_of "$OUT/train_ltm_swin_t_in1k_toy.txt") |"
+        echo "| LTM-Swin-T, CE only (ib_weight 0) | $(top1_of "$OUT/train_ltm_swin_t_noib_in1k_toy.txt") |"
+      } | tee "$OUT/ib_toy.txt" ;;
+    demo)
+      run demo "$PY" tools/demo.py --with-baseline --work-dir work_dirs/results_demo \
+        --out-json "$OUT/demo.json" ;;
+    visualize)
+      # needs the toy LTM-Swin-T classifier of the ib_toy step
+      ckpt=$(ls work_dirs/results_ltm_swin_t_in1k_toy/epoch_*.pth 2>/dev/null | tail -n1 || true)
+      [ -n "$ckpt" ] || { echo "visualize: run the ib_toy step first" >&2; exit 1; }
+      img=$(ls data/toy/imagenet/val/*/* | head -n1)
+      run visualize "$PY" tools/analysis_tools/visualize_merging.py \
+        configs/toy/ltm_swin_t_in1k_toy.py "$ckpt" "$img" --size 112 --stage 1 \
+        --out "$OUT/merging.png" ;;
+  esac
+done
