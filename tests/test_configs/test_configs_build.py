@@ -255,3 +255,15 @@ def test_toy_det_backbone_loads_toy_cls_checkpoint(tmp_path):
     }
     for key in shared:
         assert torch.equal(det_state[key], cls_state[key]), key
+
+
+@pytest.mark.parametrize('size', ['t', 's', 'b'])
+def test_ltm_swin_imagenet_configs_use_the_arch_default_ratio(size):
+    """The ImageNet configs train at the ratio the backbone documents for
+    their arch (the one that reproduces the paper's FLOP ratio)."""
+    from mmltm.models.backbones.ltm_swin import (DEFAULT_COMPRESSION_RATIO,
+                                                 LTMSwinTransformer)
+    backbone = Config.fromfile(
+        str(REPO / f'configs/ltm_swin_{size}_8xb128_in1k.py')).model.backbone
+    arch = LTMSwinTransformer._arch_alias.get(backbone.arch, backbone.arch)
+    assert backbone.compression_ratio == DEFAULT_COMPRESSION_RATIO[arch]
