@@ -31,8 +31,17 @@ run() {  # run STEP CMD...: echo the command, then tee its output
   "$@" 2>&1 | tee -a "$OUT/$step.txt"
 }
 
-top1_of() {  # the last top-1 a toy classification run logged
-  grep -o 'accuracy/top1: [0-9.]*' "$1" | tail -n1 | cut -d' ' -f2
+last_of() {  # last_of LOG KEY: the last value of KEY that a run logged
+  grep -o "$2: [0-9.]*" "$1" | tail -n1 | cut -d' ' -f2
+}
+
+ib_table() {  # the IB / no-IB comparison from the two toy training logs
+  echo "| toy run (10 epochs, seed 0) | top-1 on toy val (16 images) | loss_cls (mean, last log window) | loss_ib = 0.1 x bound (mean, last log window) | ib_bound (last iteration) |"
+  echo "|---|---|---|---|---|"
+  for run in "CE + IB (ib_weight 0.1):ltm_swin_t_in1k_toy" "CE only (ib_weight 0):ltm_swin_t_noib_in1k_toy"; do
+    log="$OUT/train_${run#*:}.txt"
+    echo "| LTM-Swin-T toy, ${run%%:*} | $(last_of "$log" accuracy/top1) | $(last_of "$log" loss_cls) | $(last_of "$log" loss_ib) | $(last_of "$log" ib_bound) |"
+  done
 }
 
 for step in "${STEPS[@]}"; do
@@ -64,12 +73,7 @@ for step in "${STEPS[@]}"; do
         run "train_$cfg" "$PY" tools/train.py "configs/toy/$cfg.py" \
           --work-dir "work_dirs/results_$cfg"
       done
-      {
-        echo "| toy run (10 epochs, seed 0) | top-1 on toy val (16 images) |"
-        echo "|---|---|"
-        echo "| LTM-Swin-T, CE + IB (ib_weight 0.1) | $(top1_of "$OUT/train_ltm_swin_t_in1k_toy.txt") |"
-        echo "| LTM-Swin-T, CE only (ib_weight 0) | $(top1_of "$OUT/train_ltm_swin_t_noib_in1k_toy.txt") |"
-      } | tee "$OUT/ib_toy.txt" ;;
+      ib_table | tee "$OUT/ib_toy.txt" ;;
     demo)
       run demo "$PY" tools/demo.py --with-baseline --work-dir work_dirs/results_demo \
         --out-json "$OUT/demo.json" ;;
