@@ -59,7 +59,9 @@ Decisions the paper leaves open (ours, kept identical for every backbone):
     descent step on the label-free within-cell fidelity objective instead.
     This is our reading, not the paper's equation.
   * Mask-module parameters: one scalar ``log_step`` per block (initialised
-    to 0, i.e. eta = 1). The paper's parameter counts equal the baselines'
+    to 0, i.e. eta = 1); eta is capped at ``TokenMerger.MAX_STEP`` = 30,
+    where the step is already an argmax, so that (L4)'s segment softmax
+    needs no per-cell maximum (cosines are <= 1) and cannot underflow. The paper's parameter counts equal the baselines'
     to 0.1 M, so the module may have no or negligible parameters.
   * Where merging sits: after attention (paper Fig. 1); only the MLP runs on
     merged tokens, and the residual stream stays at full resolution, so the
@@ -317,12 +319,18 @@ class TokenMerger(nn.Module):
             At ``compression_ratio=1`` it is a buffer (same state-dict key).
     """
 
+    #: cap of the step eta of (L4): at eta = 30 a cosine gap of 0.1 already
+    #: weighs e^3 = 20x, i.e. the step is an argmax; the cap keeps (L4)'s
+    #: exponentials clear of float32 underflow (see :meth:`forward`)
+    MAX_STEP = 30.0
+
     def __init__(self, compression_ratio: float, init_step: float = 1.0,
                  learnable_step: bool = True) -> None:
         super().__init__()
         self.compression_ratio = check_compression_ratio(compression_ratio)
-        if init_step <= 0:
-            raise ValueError(f'init_step={init_step!r} must be > 0')
+        if not 0 < init_step <= self.MAX_STEP:
+            raise ValueError(f'init_step={init_step!r} is not allowed: the step '
+                             f'eta must lie in (0, {self.MAX_STEP}]')
         log_step = torch.tensor(math.log(init_step))
         # at ratio 1 nothing is ever merged: a parameter there would get no
         # gradient and trip DDP's unused-parameter check; the key stays
@@ -356,27 +364,29 @@ class TokenMerger(nn.Module):
         assign = prev.assign
         with torch.autocast(device_type=z.device.type, enabled=False):
             zf = z.float()
-            w0 = prev.weight.float()
+            w0 = None if uniform else prev.weight.float()
             # (L3) merged tokens under the prior; only their direction is
             # used, so under the uniform prior the plain cell sum will do
-            prior = MergeMask(assign, w0, prev.num_merged, prev.grid, prev.merged_grid)
-            centroids = _cell_sum(zf, prior) if uniform else merge_tokens(zf, prior)
-            # s_n = cos(Z_n, c_a(n)) = <Z_n, c_a(n)/|c_a(n)|> / |Z_n|: one
-            # (B, N, C) temporary (the gathered unit centroids), multiplied
-            # in place when no gradient is needed
-            unit = F.normalize(centroids, dim=-1).index_select(1, assign)
-            if unit.requires_grad or zf.requires_grad:
-                dot = (unit * zf).sum(-1)
-            else:
-                dot = unit.mul_(zf).sum(-1)
-            score = dot / torch.linalg.vector_norm(zf, dim=-1).clamp_min(1e-12)  # (B, N)
-            # (L4) w ∝ w0 exp(eta s) within each cell (segment softmax)
-            logits = torch.log(w0.clamp_min(1e-12)) + self.log_step.float().exp() * score
-            cell_max = logits.new_full((B, prev.num_merged), -math.inf)
-            cell_max = cell_max.scatter_reduce(1, assign.expand(B, N), logits, 'amax')
-            e = torch.exp(logits - cell_max.gather(1, assign.expand(B, N)))
+            centroids = _cell_sum(zf, prev, w0)
+            # s_n = cos(Z_n, c_a(n)) = <Z_n, c_a(n)> / (|Z_n| |c_a(n)|): the
+            # centroids are gathered unnormalised and both norms divide a
+            # (B, N) vector, which saves a (B, N', C) division
+            dot = torch.linalg.vecdot(centroids.index_select(1, assign), zf)
+            norms = torch.linalg.vector_norm(zf, dim=-1) * \
+                torch.linalg.vector_norm(centroids, dim=-1).index_select(1, assign)
+            score = dot / norms.clamp_min(1e-12)  # (B, N), in [-1, 1]
+            # (L4) w ∝ w0 exp(eta s) within each cell (segment softmax).
+            # Every logit log w0 + eta s is at most log w0 + eta (s <= 1), so
+            # exp(eta (s - 1)) needs no per-cell maximum to stay <= 1; with
+            # eta <= MAX_STEP the largest term of a cell stays above
+            # w0_max e^(-2 MAX_STEP) >= e^(-60) / N, far from float32 underflow.
+            # Under the uniform prior w0 is constant in a cell and cancels.
+            eta = self.log_step.float().exp().clamp(max=self.MAX_STEP)
+            e = torch.exp(eta * (score - 1.0))
+            if w0 is not None:
+                e = e * w0
             denom = e.new_zeros(B, prev.num_merged).index_add_(1, assign, e)
-            weight = e / denom.gather(1, assign.expand(B, N))
+            weight = e / denom.index_select(1, assign)
         return MergeMask(assign, weight, prev.num_merged, (h, w), merged_grid)
 
 

@@ -136,3 +136,25 @@ def test_shape_errors_are_clear():
     mask = merger(torch.randn(1, 25, 3), (5, 5))
     with pytest.raises(ValueError, match='built for 25'):
         merge_tokens(torch.randn(1, 24, 3), mask)
+
+
+def test_large_steps_are_capped_and_stay_finite():
+    """(L4) needs no per-cell maximum: eta is capped at MAX_STEP, where the
+    step is already an argmax, and the weights stay finite and normalised
+    even for opposite tokens in one cell, over a chain of blocks."""
+    merger = TokenMerger(0.25)
+    with torch.no_grad():
+        merger.log_step.fill_(math.log(1e4))
+    z = torch.randn(2, 64, 8)
+    z[:, 1::2] = -z[:, 0::2]  # neighbours point in opposite directions
+    mask = None
+    for _ in range(6):
+        mask = merger(z, (8, 8), mask)
+        assert torch.isfinite(mask.weight).all()
+        sums = torch.zeros(2, mask.num_merged).index_add_(1, mask.assign, mask.weight)
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+    # the capped step equals an explicit step of MAX_STEP
+    capped = TokenMerger(0.25, init_step=TokenMerger.MAX_STEP)
+    torch.testing.assert_close(capped(z, (8, 8)).weight, merger(z, (8, 8)).weight)
+    with pytest.raises(ValueError, match=r'init_step=31.0 is not allowed.*\(0, 30.0\]'):
+        TokenMerger(0.5, init_step=31.0)
