@@ -8,8 +8,8 @@
 #   bash tools/misc/collect_results.sh            # every step
 #   bash tools/misc/collect_results.sh flops bench_backbone   # some steps
 #
-# Steps: machine flops flops_dense bench_backbone bench_mask_rcnn sweep
-#        ib_toy demo visualize
+# Steps: machine flops flops_dense bench_backbone bench_mask_rcnn
+#        bench_cpu_time sweep ib_toy demo visualize
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
@@ -17,7 +17,7 @@ OUT=${MMLTM_RESULTS_DIR:-work_dirs/results}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 
-ALL_STEPS=(machine flops flops_dense bench_backbone bench_mask_rcnn sweep ib_toy demo visualize)
+ALL_STEPS=(machine flops flops_dense bench_backbone bench_mask_rcnn bench_cpu_time sweep ib_toy demo visualize)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 for s in "${STEPS[@]}"; do
@@ -64,6 +64,17 @@ for step in "${STEPS[@]}"; do
         configs/mask_rcnn_ltm_swin_t_coco.py --baseline configs/mask_rcnn_swin_t_coco.py \
         --part both --sizes 800x1333 --batch 1 --runs 10 --threads 2 --fix-proposals \
         --out-json "$OUT/bench_mask_rcnn.json" ;;
+    bench_cpu_time)
+      # process CPU time on one thread: steadier than wall time on a shared
+      # machine (time the host steals from this VM does not count)
+      run bench_cpu_time_224 "$PY" tools/analysis_tools/benchmark.py \
+        configs/ltm_swin_t_8xb128_in1k.py --baseline configs/swin_t_8xb128_in1k.py \
+        --part backbone --sizes 224 --batch 1 8 --runs 20 --threads 1 --timer cpu \
+        --memory none
+      run bench_cpu_time_800 "$PY" tools/analysis_tools/benchmark.py \
+        configs/mask_rcnn_ltm_swin_t_coco.py --baseline configs/mask_rcnn_swin_t_coco.py \
+        --part backbone --sizes 800x1333 --batch 1 --runs 10 --threads 1 --timer cpu \
+        --memory none ;;
     sweep)
       run sweep "$PY" tools/analysis_tools/sweep_ratio.py configs/ltm_swin_t_8xb128_in1k.py \
         --modes ltm tome --ratios 1.0 0.9 0.8 0.7 0.6 0.5 --runs 10 --out-dir "$OUT/sweep" ;;
