@@ -204,21 +204,25 @@ def test_resume(seg_run, tmp_path, in_repo):
     assert steps == {2}
 
 
-def test_dist_train_two_processes(toy_data, tmp_path):
+@pytest.mark.parametrize('config,extra,metric', [
+    (SEG_LTM, [], 'mIoU'),
+    (DET_LTM, DET_VAL, 'coco/bbox_mAP'),
+], ids=['upernet', 'mask_rcnn'])
+def test_dist_train_two_processes(toy_data, tmp_path, config, extra, metric):
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
     proc = ok(
         run([
-            'bash', 'tools/dist_train.sh', SEG_LTM, '2', '--work-dir',
-            str(tmp_path), '--cfg-options', *SHORT
+            'bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+            str(tmp_path), '--cfg-options', *SHORT, *extra
         ],
             env=dict(PORT=str(port), PYTHON=PY)))
     assert 'Distributed training: True' in proc.log
     assert 'GPU number: 2' in proc.log  # mmengine's name for world size
     metrics = metrics_of(proc.log)
-    print('\n[toy UperNet LTM-Swin, 2 procs, dist_train.sh]', metrics)
-    assert 'mIoU' in metrics
+    print(f'\n[toy {config}, 2 procs, dist_train.sh]', metrics)
+    assert metric in metrics
     assert (tmp_path / 'iter_2.pth').is_file()
 
 
