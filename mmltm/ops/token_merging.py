@@ -61,8 +61,9 @@ Decisions the paper leaves open (ours, kept identical for every backbone):
   * Mask-module parameters: one scalar ``log_step`` per block (initialised
     to 0, i.e. eta = 1); eta is capped at ``TokenMerger.MAX_STEP`` = 30,
     where the step is already an argmax, so that (L4)'s segment softmax
-    needs no per-cell maximum (cosines are <= 1) and cannot underflow. The paper's parameter counts equal the baselines'
-    to 0.1 M, so the module may have no or negligible parameters.
+    needs no per-cell maximum (cosines are <= 1) and cannot underflow.
+    The paper's parameter counts equal the baselines' to 0.1 M, so the
+    module may have no or negligible parameters.
   * Where merging sits: after attention (paper Fig. 1); only the MLP runs on
     merged tokens, and the residual stream stays at full resolution, so the
     token count is restored after every block. Compounding r over all blocks
@@ -83,7 +84,6 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 __all__ = [
     'MergeMask', 'TokenMerger', 'plan_merge_grid', 'grid_assignment',

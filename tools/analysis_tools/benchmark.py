@@ -24,7 +24,8 @@ and the model of ``--baseline``:
   high-water mark VmHWM, reset just before the forward through
   ``/proc/self/clear_refs``, minus the RSS before it; where that reset is
   not allowed, a 1 ms RSS sampler and ``ru_maxrss``; glibc is told to
-  return freed large blocks to the OS so that RSS tracks live tensors). ``--memory none`` skips it.
+  return freed large blocks to the OS so that RSS tracks live tensors).
+  ``--memory none`` skips it.
 
 It prints a markdown table of the measurements and one of the ratios
 CONFIG / baseline (FLOPs, median latency, the median of the per-pair latency
