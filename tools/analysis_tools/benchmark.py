@@ -364,6 +364,15 @@ def measure_peak_memory_here(fn: Callable[[], object], device: str) -> int:
     return int(max(0, top - base))
 
 
+def memory_probe_env(threads: int) -> Dict[str, str]:
+    """The environment of a CPU memory probe: a fresh process whose large
+    allocations are fresh ``mmap`` s and are returned to the OS when freed,
+    so that its RSS follows its live tensors. (In a long-lived process, such
+    as a test run, freed memory can stay resident and be reused unseen.)"""
+    return dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='65536',
+                OMP_NUM_THREADS=str(threads))
+
+
 def measure_peak_memory(config: str, cfg_options: Optional[dict], part: str,
                         hw: Tuple[int, int], batch: int, threads: int,
                         device: str, fix_proposals: bool = False) -> Optional[int]:
@@ -373,10 +382,9 @@ def measure_peak_memory(config: str, cfg_options: Optional[dict], part: str,
                batch=batch, threads=threads, device=device, fix_proposals=fix_proposals)
     if device.startswith('cuda'):
         return _probe(job)
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='65536',
-               OMP_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--probe-memory',
-                           json.dumps(job)], capture_output=True, text=True, env=env)
+                           json.dumps(job)], capture_output=True, text=True,
+                          env=memory_probe_env(threads))
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith('PEAK_BYTES '):
             return int(line.split()[1])
