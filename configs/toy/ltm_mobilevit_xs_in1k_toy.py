@@ -1,114 +1,30 @@
 # Toy variant of ../ltm_mobilevit_xs_4xb64_in1k.py (LTM-MobileViT-XS + IB
 # objective on ImageNet-1k): the same classifier, backbone (the real
 # MobileViT-XS, 2.3 M params), head, loss, IB hook, optimizer type and
-# pipeline structure, on the deterministic toy ImageNet set
-# (mmltm.datasets.toy: 48 train / 16 val images, 256x256, 4 classes), sized
-# to train in a few minutes on 2 CPU cores.
-#
-# What differs from the real config, and why (as ./ltm_swin_t_in1k_toy.py):
-#   * data: data/toy/imagenet, 4 classes, 112x112 crops (test: short edge
-#     128, centre crop 112; patch grids 7x7, 4x4 and 2x2 in the three
-#     MobileViT blocks); RandAugment / random erasing dropped;
-#   * IB tables: K = K_in = 4 clusters, input images pooled to 16x16;
-#   * no EMA, no AMP (see below);
-#   * schedule: 10 epochs of 6 iterations (batch 8), 1-epoch warm-up then
-#     cosine; IB on from epoch 3; one validation (top-1) at the end.
+# pipeline structure, with the toy ImageNet recipe of ./_base_/toy_in1k.py
+# (data, schedule, IB tables: see there; at 112x112 the patch grids of the
+# three MobileViT blocks are 7x7, 4x4 and 2x2). No EMA, no AMP.
 # ./mobilevit_xs_in1k_toy.py is the MobileViT-XS baseline.
-_base_ = ['../ltm_mobilevit_xs_4xb64_in1k.py']
-
-toy_data_root = 'data/toy'  # tools/train.py generates missing toy data here
-data_root = 'data/toy/imagenet'
-classes = ('circle', 'cross', 'rectangle', 'triangle')  # TOY_CLS_CLASSES
-num_classes = 4
-img_size = 112
-batch_size = 8
-max_epochs = 10
+_base_ = ['../ltm_mobilevit_xs_4xb64_in1k.py', './_base_/toy_in1k.py']
 
 model = dict(
     head=dict(
-        num_classes=num_classes,
-        num_clusters=num_classes,
-        num_input_clusters=num_classes,
+        # IB tables sized for the toy set: K = K_in = 4 clusters (= classes,
+        # the paper's rule), input images pooled to 16x16
+        num_classes=4,
+        num_clusters=4,
+        num_input_clusters=4,
         input_size=16))
-data_preprocessor = dict(num_classes=num_classes)
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=img_size,
-        crop_ratio_range=(0.35, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=img_size * 8 // 7,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=img_size),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        split='train',
-        metainfo=dict(classes=classes),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        split='val',
-        metainfo=dict(classes=classes),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_evaluator = val_evaluator
-
-# no EMA hook: with the real momentum (5e-4) the averaged weights used for
-# validation would barely move from their init in 60 iterations
-custom_hooks = [
-    dict(
-        type='IBClusterHook',
-        warmup_ratio=0.3,
-        interval=1,
-        num_input_samples=48,
-        input_kmeans_iters=20,
-        output_kmeans_iters=20,
-        batch_size=16)
-]
-
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=0.01,
-        by_epoch=True,
-        end=1,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=1,
-        end=max_epochs,
-        convert_to_iter_based=True)
-]
+data_preprocessor = {{_base_.toy_in1k.data_preprocessor}}
+train_dataloader = {{_base_.toy_in1k.train_dataloader}}
+val_dataloader = {{_base_.toy_in1k.val_dataloader}}
+test_dataloader = {{_base_.toy_in1k.test_dataloader}}
+val_evaluator = {{_base_.toy_in1k.val_evaluator}}
+test_evaluator = {{_base_.toy_in1k.test_evaluator}}
+custom_hooks = {{_base_.toy_in1k.custom_hooks}}
+train_cfg = {{_base_.toy_in1k.train_cfg}}
+param_scheduler = {{_base_.toy_in1k.param_scheduler}}
+default_hooks = {{_base_.toy_in1k.default_hooks}}
+randomness = {{_base_.toy_in1k.randomness}}
 # plain fp32 on the CPU (the real recipe uses AMP)
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))
-
-default_hooks = dict(
-    logger=dict(interval=6),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-randomness = dict(seed=0)
