@@ -280,3 +280,23 @@ def test_demo_reports_every_metric(toy_data, tmp_path, in_repo, capsys):
             assert math.isfinite(results[job][key]), (job, key, results[job])
     summary = capsys.readouterr().out
     assert 'nan' not in summary.split('mmltm demo summary')[1]
+
+
+@pytest.mark.parametrize('config,extra,metric', [
+    ('configs/toy/mask_rcnn_ltm_vit_s_toy.py', DET_VAL, 'coco/bbox_mAP'),
+    ('configs/toy/upernet_ltm_vit_s_toy.py', [], 'mIoU'),
+    ('configs/toy/segformerhead_ltm_efficientvit_b1_toy.py', [], 'mIoU'),
+], ids=['mask_rcnn_ltm_vit', 'upernet_ltm_vit', 'segformer_ltm_efficientvit'])
+def test_other_ltm_backbones_train_and_evaluate_on_toy_data(
+        toy_data, tmp_path, config, extra, metric):
+    """LTM-ViT in Mask R-CNN / UperNet and LTM-EfficientViT in its ADE20K
+    config: tools/train.py, two iterations, then the real metric."""
+    proc = ok(
+        run([
+            PY, 'tools/train.py', config, '--work-dir',
+            str(tmp_path), '--cfg-options', *SHORT, *extra
+        ]))
+    metrics = metrics_of(proc.log)
+    print(f'\n[{config}, 2 iters]', metrics)
+    assert metric in metrics
+    assert (tmp_path / 'iter_2.pth').is_file()
