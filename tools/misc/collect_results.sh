@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Re-run every measurement behind the README's "Results" section on this
 # machine. Each step's command and full output go to work_dirs/results/<step>.txt
-# (the README quotes those files). Run after `make setup`; about 45 minutes on
-# 2 CPU cores, most of it the toy trainings. Run nothing else meanwhile: the
+# (the README quotes those files). Run after `make setup`; about 17 minutes on
+# 2 CPU cores, most of it the benchmarks. Run nothing else meanwhile: the
 # latency figures share the machine with whatever else runs.
 #
 #   bash tools/misc/collect_results.sh            # every step
