@@ -62,6 +62,18 @@ def metrics_of(log):
     return {k: float(v) for k, v in METRIC_RE.findall(log)}
 
 
+def short_train(cmd, work_dir, extra=(), env=None):
+    """``cmd --work-dir W --cfg-options SHORT extra`` (``cmd``: a train tool
+    and its positional arguments) must succeed and leave the iteration-2
+    checkpoint; returns the run and its metrics."""
+    proc = ok(
+        run([*cmd, '--work-dir', str(work_dir), '--cfg-options', *SHORT,
+             *extra],
+            env=env))
+    assert (Path(work_dir) / 'iter_2.pth').is_file()
+    return proc, metrics_of(proc.log)
+
+
 def load_tool(name):
     """tools/<name>.py as a module, to call its main(argv) in-process."""
     import importlib.util
@@ -91,11 +103,7 @@ def toy_data():
 def seg_run(toy_data, tmp_path_factory):
     """tools/train.py on the LTM UperNet toy config: 2 iters + val."""
     work_dir = tmp_path_factory.mktemp('seg')
-    proc = ok(
-        run([
-            PY, 'tools/train.py', SEG_LTM, '--work-dir',
-            str(work_dir), '--cfg-options', *SHORT
-        ]))
+    proc, _ = short_train([PY, 'tools/train.py', SEG_LTM], work_dir)
     return work_dir, proc
 
 
@@ -109,11 +117,7 @@ def det_run(toy_data, tmp_path_factory):
                            'train.py')
     assert osp.isfile(mmdet_train)
     work_dir = tmp_path_factory.mktemp('det')
-    proc = ok(
-        run([
-            PY, mmdet_train, DET_LTM, '--work-dir',
-            str(work_dir), '--cfg-options', *SHORT, *DET_VAL
-        ]))
+    proc, _ = short_train([PY, mmdet_train, DET_LTM], work_dir, DET_VAL)
     return work_dir, proc
 
 
@@ -212,18 +216,13 @@ def test_dist_train_two_processes(toy_data, tmp_path, config, extra, metric):
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
-    proc = ok(
-        run([
-            'bash', 'tools/dist_train.sh', config, '2', '--work-dir',
-            str(tmp_path), '--cfg-options', *SHORT, *extra
-        ],
-            env=dict(PORT=str(port), PYTHON=PY)))
+    proc, metrics = short_train(['bash', 'tools/dist_train.sh', config, '2'],
+                                tmp_path, extra,
+                                env=dict(PORT=str(port), PYTHON=PY))
     assert 'Distributed training: True' in proc.log
     assert 'GPU number: 2' in proc.log  # mmengine's name for world size
-    metrics = metrics_of(proc.log)
     print(f'\n[toy {config}, 2 procs, dist_train.sh]', metrics)
     assert metric in metrics
-    assert (tmp_path / 'iter_2.pth').is_file()
 
 
 def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch):
@@ -291,12 +290,6 @@ def test_other_ltm_backbones_train_and_evaluate_on_toy_data(
         toy_data, tmp_path, config, extra, metric):
     """LTM-ViT in Mask R-CNN / UperNet and LTM-EfficientViT in its ADE20K
     config: tools/train.py, two iterations, then the real metric."""
-    proc = ok(
-        run([
-            PY, 'tools/train.py', config, '--work-dir',
-            str(tmp_path), '--cfg-options', *SHORT, *extra
-        ]))
-    metrics = metrics_of(proc.log)
+    _, metrics = short_train([PY, 'tools/train.py', config], tmp_path, extra)
     print(f'\n[{config}, 2 iters]', metrics)
     assert metric in metrics
-    assert (tmp_path / 'iter_2.pth').is_file()
