@@ -1,10 +1,43 @@
-"""mmltm: Learnable Token Merging vision transformers for OpenMMLab."""
+"""mmltm: Learnable Token Merging vision transformers for OpenMMLab.
+
+``pip install --no-build-isolation -e .`` also compiles the CPU kernels of
+the mask module (``mmltm/ops/csrc``, about a minute); they need torch at
+build time, hence no build isolation. ``MMLTM_WITH_OPS=0`` skips them, and
+so does a build without torch: mmltm then runs its PyTorch reference code
+(and says so once at inference).
+"""
+import os
 import re
+import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+
+
+def kernel_build():
+    """``(ext_modules, cmdclass)`` for the compiled kernels, or empty ones."""
+    if os.environ.get('MMLTM_WITH_OPS', '1') == '0':
+        print('mmltm: MMLTM_WITH_OPS=0, not building the kernels', file=sys.stderr)
+        return [], {}
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        print('mmltm: torch is not importable at build time (build isolation?); '
+              'not building the kernels. Use `pip install --no-build-isolation -e .`',
+              file=sys.stderr)
+        return [], {}
+    ext = CppExtension(
+        'mmltm._ext', ['mmltm/ops/csrc/token_merging_cpu.cpp'],
+        # -fopenmp: ATen's parallel_for is OpenMP in its headers (without the
+        # flag the kernels run on one thread), and `omp simd` vectorises the
+        # per-channel reductions
+        extra_compile_args=['-O3', '-fopenmp'], extra_link_args=['-fopenmp'])
+    return [ext], {'build_ext': BuildExtension.with_options(use_ninja=False)}
+
+
+EXT_MODULES, CMDCLASS = kernel_build()
 VERSION = re.search(r"__version__ = '([^']+)'",
                     (HERE / 'mmltm' / 'version.py').read_text()).group(1)
 
@@ -18,6 +51,8 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
+    ext_modules=EXT_MODULES,
+    cmdclass=CMDCLASS,
     install_requires=[
         # torch / torchvision come first (tools/setup_env.sh), and mmcv with
         # its compiled ops is built by tools/install_mmcv.sh: pip cannot

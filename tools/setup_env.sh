@@ -10,9 +10,13 @@ VENV=${MMLTM_VENV:-.venv}
 PY_BOOT=${MMLTM_PYTHON:-python3}
 TORCH_SPEC=${MMLTM_TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 
-key=$(cat requirements/runtime.txt requirements/tests.txt tools/install_mmcv.sh tools/setup_env.sh setup.py | sha1sum | cut -c1-12)
+key=$(cat requirements/runtime.txt requirements/tests.txt tools/install_mmcv.sh tools/setup_env.sh setup.py pyproject.toml \
+  mmltm/ops/csrc/*.cpp | sha1sum | cut -c1-12)
 stamp="$VENV/.mmltm-setup-$key"
-if [ -f "$stamp" ] && "$VENV/bin/python" -c 'import mmltm, mmcv.ops' >/dev/null 2>&1; then
+# (the kernels are built in place: a `git clean` removes them, so check them too)
+if [ -f "$stamp" ] && "$VENV/bin/python" -c 'import os, mmltm, mmcv.ops
+from mmltm.ops import fused
+assert fused.fused_ops_available() or os.environ.get("MMLTM_WITH_OPS") == "0"' >/dev/null 2>&1; then
   echo "[setup] environment $VENV is up to date"
   exit 0
 fi
@@ -45,12 +49,15 @@ say "mmcv 2.1.0 with ops"
 PYTHON="$PY" bash tools/install_mmcv.sh
 say "OpenMMLab libraries and test tools"
 pip_q -r requirements/runtime.txt -r requirements/tests.txt
-say "mmltm (editable)"
-pip_q --no-deps -e .
+say "mmltm (editable, with its compiled CPU kernels: about a minute)"
+# no build isolation: the kernels are built against the torch installed above
+pip_q --no-build-isolation --no-deps -e .
 # check from outside the checkout, so that it is the installed mmltm that imports
 (cd / && "$PY" - <<'PY'
 import mmcv, mmdet, mmseg, mmpretrain, mmengine, torch
 import mmltm
+from mmltm.ops import fused
+print(f'[setup] mmltm kernels: {"built" if fused.fused_ops_available() else "NOT built (PyTorch reference code)"}')
 print(f'[setup] torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, '
       f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, '
       f'mmltm {mmltm.__version__} ({mmltm.__file__})')

@@ -76,6 +76,12 @@ Decisions the paper leaves open (ours, kept identical for every backbone):
   * Sparse representation: G is stored as (a, w), never as an N x N' matrix,
     so merge/unmerge cost O(N C) (index_add / gather); ``MergeMask.dense()``
     builds G for tests and visualisation.
+
+Speed: the code below is the reference, and what training runs. At
+inference on CPU (float32, no gradient needed) :meth:`TokenMerger.merge` and
+:func:`unmerge_add` hand the same equations to compiled kernels
+(:mod:`mmltm.ops.fused`), which make one pass over the tokens where the
+eager code makes about eight; the tests hold them to the reference.
 """
 import math
 from dataclasses import dataclass
@@ -85,9 +91,11 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
+from . import fused
+
 __all__ = [
     'MergeMask', 'TokenMerger', 'plan_merge_grid', 'grid_assignment',
-    'merge_tokens', 'unmerge_tokens', 'check_compression_ratio',
+    'merge_tokens', 'unmerge_tokens', 'unmerge_add', 'check_compression_ratio',
     'build_token_merger', 'MERGE_MODES'
 ]
 
@@ -170,6 +178,16 @@ def _cell_sum_plan_cpu(h: int, w: int, hh: int, ww: int) -> Tuple[torch.Tensor, 
     rank = torch.arange(assign.numel()) - (torch.cumsum(sizes, 0) - sizes)[sorted_cells]
     rest = rank > 0
     return order[rank == 0], sorted_cells[rest], order[rest]
+
+
+@lru_cache(maxsize=256)
+def _cell_csr_cpu(h: int, w: int, hh: int, ww: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The grid assignment as CSR for the fused kernel: the tokens of cell k
+    are ``tokens[ptr[k]:ptr[k + 1]]`` (row-major within the cell)."""
+    assign = _grid_assignment_cpu(h, w, hh, ww)
+    sizes = torch.bincount(assign, minlength=hh * ww)
+    ptr = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes, 0)])
+    return ptr, torch.argsort(assign, stable=True)
 
 
 def _plan_first(h, w, hh, ww):
@@ -292,6 +310,22 @@ def merge_tokens(x: torch.Tensor, mask: MergeMask) -> torch.Tensor:
     return _cell_sum(x, mask, mask.weight.to(x.dtype))
 
 
+def unmerge_add(base: torch.Tensor, delta: torch.Tensor, mask: MergeMask) -> torch.Tensor:
+    """``base + unmerge_tokens(delta, mask)``: the LTM block's residual add.
+
+    ``base`` ``(B, N, C)``, ``delta`` ``(B, N', C)``. One pass over the
+    tokens with the compiled kernel where it applies (:mod:`~mmltm.ops.fused`),
+    the reference gather-and-add otherwise.
+    """
+    if base.shape[1] != mask.num_tokens:
+        raise ValueError(f'unmerge_add: base has {base.shape[1]} tokens, the mask '
+                         f'was built for {mask.num_tokens}')
+    if mask.assign.dim() == 1 and delta.shape[1] == mask.num_merged and \
+            base.shape[::2] == delta.shape[::2] and fused.can_fuse((base, delta)):
+        return fused.unmerge_add(base, delta, mask.assign)
+    return base + unmerge_tokens(delta, mask)
+
+
 def unmerge_tokens(x_merged: torch.Tensor, mask: MergeMask) -> torch.Tensor:
     """(L6) ``U = Ĝ X~``: ``(B, N', C)`` -> ``(B, N, C)``.
 
@@ -352,6 +386,20 @@ class TokenMerger(nn.Module):
     def forward(self, z: torch.Tensor, hw: Tuple[int, int],
                 prev: Optional[MergeMask] = None) -> MergeMask:
         """Build G^(l) for tokens ``z`` ``(B, N, C)`` on the grid ``hw``."""
+        return self._build(z, hw, prev)[0]
+
+    def merge(self, z: torch.Tensor, hw: Tuple[int, int],
+              prev: Optional[MergeMask] = None) -> Tuple[MergeMask, torch.Tensor]:
+        """G^(l) and the merged tokens ``merge_tokens(z, G)`` ``(B, N', C)``.
+
+        The LTM blocks call this: at inference on CPU one compiled kernel
+        computes both (:mod:`~mmltm.ops.fused`).
+        """
+        mask, merged = self._build(z, hw, prev)
+        return mask, merge_tokens(z, mask) if merged is None else merged
+
+    def _build(self, z: torch.Tensor, hw: Tuple[int, int],
+               prev: Optional[MergeMask]) -> Tuple[MergeMask, Optional[torch.Tensor]]:
         B, N, C = z.shape
         h, w = int(hw[0]), int(hw[1])
         if N != h * w:
@@ -362,6 +410,13 @@ class TokenMerger(nn.Module):
         if uniform:
             prev = MergeMask.uniform(h, w, merged_grid, B, device=z.device)
         assign = prev.assign
+        if assign is grid_assignment(h, w, *merged_grid, device=z.device) and \
+                fused.can_fuse([z] if uniform else [z, prev.weight], [self.log_step]):
+            ptr, tokens = _cell_csr_cpu(h, w, *merged_grid)  # CPU only
+            eta = min(math.exp(float(self.log_step)), self.MAX_STEP)
+            weight, merged = fused.mask_and_merge(
+                z, None if uniform else prev.weight, ptr, tokens, eta)
+            return MergeMask(assign, weight, prev.num_merged, (h, w), merged_grid), merged
         with torch.autocast(device_type=z.device.type, enabled=False):
             zf = z.float()
             w0 = None if uniform else prev.weight.float()
@@ -387,7 +442,7 @@ class TokenMerger(nn.Module):
                 e = e * w0
             denom = e.new_zeros(B, prev.num_merged).index_add_(1, assign, e)
             weight = e / denom.index_select(1, assign)
-        return MergeMask(assign, weight, prev.num_merged, (h, w), merged_grid)
+        return MergeMask(assign, weight, prev.num_merged, (h, w), merged_grid), None
 
 
 #: modes of :func:`build_token_merger`: the learned LTM mask, or ToMe's

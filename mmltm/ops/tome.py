@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .token_merging import MergeMask, check_compression_ratio
+from .token_merging import MergeMask, check_compression_ratio, merge_tokens
 
 __all__ = ['ToMeMerger', 'bipartite_soft_matching']
 
@@ -225,3 +225,9 @@ class ToMeMerger(nn.Module):
                 1, assign, torch.ones(B, N, device=z.device))
             weight = 1.0 / sizes.gather(1, assign)
         return MergeMask(assign, weight, n_out, (h, w), (1, n_out))
+
+    def merge(self, z: torch.Tensor, hw: Tuple[int, int],
+              prev: Optional[MergeMask] = None) -> Tuple[MergeMask, torch.Tensor]:
+        """The mask and ``merge_tokens(z, mask)``, as :meth:`TokenMerger.merge`."""
+        mask = self(z, hw, prev)
+        return mask, merge_tokens(z, mask)

@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from mmltm.ops import (MergeMask, TokenMerger, check_compression_ratio,
-                       merge_tokens, unmerge_tokens)
+                       unmerge_tokens)
 from mmltm.registry import register_model
 from .efficientvit import EfficientViT, EfficientViTBlock
 
@@ -98,8 +98,8 @@ class LTMEfficientViTBlock(EfficientViTBlock):
         if self.token_merger.is_identity(hw):
             return z + self.ffn(z), None
         tokens = map_to_tokens(z)
-        mask = self.token_merger(tokens, hw, prev)
-        merged = tokens_to_map(merge_tokens(tokens, mask), mask.merged_grid)
+        mask, merged = self.token_merger.merge(tokens, hw, prev)
+        merged = tokens_to_map(merged, mask.merged_grid)
         delta = map_to_tokens(self.ffn(merged))
         return z + tokens_to_map(unmerge_tokens(delta, mask), hw), mask
 

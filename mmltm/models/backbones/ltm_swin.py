@@ -43,7 +43,7 @@ from mmdet.models.backbones.swin import (SwinBlock, SwinBlockSequence,
                                          SwinTransformer, swin_converter)
 
 from mmltm.ops import (MergeMask, TokenMerger, build_token_merger,
-                       check_compression_ratio, merge_tokens, unmerge_tokens)
+                       check_compression_ratio, unmerge_add)
 from mmltm.models.utils import load_backbone_state_dict
 from mmltm.registry import register_model
 
@@ -77,9 +77,9 @@ class LTMSwinBlock(SwinBlock):
         z = x + self.attn(self.norm1(x), hw_shape)
         if self.token_merger.is_identity(hw_shape):
             return self.ffn(self.norm2(z), identity=z), None
-        mask = self.token_merger(z, hw_shape, prev)
-        delta = ffn_residual_branch(self.ffn, self.norm2(merge_tokens(z, mask)))
-        return z + unmerge_tokens(delta, mask), mask
+        mask, merged = self.token_merger.merge(z, hw_shape, prev)
+        delta = ffn_residual_branch(self.ffn, self.norm2(merged))
+        return unmerge_add(z, delta, mask), mask
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 prev: Optional[MergeMask] = None):

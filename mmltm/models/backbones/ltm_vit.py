@@ -50,7 +50,7 @@ from mmpretrain.models.utils import resize_pos_embed
 
 from mmltm.ops import (MERGE_MODES, MergeMask, TokenMerger,
                        build_token_merger, check_compression_ratio,
-                       merge_tokens, unmerge_tokens)
+                       unmerge_add)
 from mmltm.registry import register_model
 
 #: default ``compression_ratio`` per arch (see module docstring); archs not
@@ -121,10 +121,9 @@ class LTMTransformerEncoderLayer(TransformerEncoderLayer):
             return super().forward(x), None
         z = x + self.attn(self.ln1(x))
         extra, patches = z[:, :num_extra_tokens], z[:, num_extra_tokens:]
-        mask = self.token_merger(patches, hw, prev)
-        merged = torch.cat([extra, merge_tokens(patches, mask)], dim=1)
-        delta = ffn_residual_branch(self.ffn, self.ln2(merged))
-        out_patches = patches + unmerge_tokens(delta[:, num_extra_tokens:], mask)
+        mask, merged = self.token_merger.merge(patches, hw, prev)
+        delta = ffn_residual_branch(self.ffn, self.ln2(torch.cat([extra, merged], dim=1)))
+        out_patches = unmerge_add(patches, delta[:, num_extra_tokens:], mask)
         return torch.cat([extra + delta[:, :num_extra_tokens], out_patches],
                          dim=1), mask
 

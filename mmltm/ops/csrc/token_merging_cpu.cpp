@@ -1,0 +1,205 @@
+// Fused CPU kernels for the LTM mask module (inference path).
+//
+// The reference implementation is the pure-PyTorch code of
+// mmltm/ops/token_merging.py, equations (L3)-(L6) of its docstring; these
+// kernels compute the same numbers in one pass over the tokens instead of
+// about eight eager passes (gathers, index_add, norms, a segment softmax),
+// and are used only where no gradient is needed (see `_fused_ok` there).
+//
+// Layout: z is (B, N, C) float32, contiguous. The grid assignment a(n) is
+// given in CSR form: the tokens of cell k are
+// cell_tokens[cell_ptr[k] .. cell_ptr[k + 1]), so a thread that owns a cell
+// reads its (at most a few) member rows while they are in cache.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+// The per-channel loops are what the kernels spend their time on: build them
+// for AVX-512 and AVX2+FMA too and let the loader pick per machine (GCC's
+// function multi-versioning), so that one build runs anywhere x86-64 does.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define MMLTM_SIMD_CLONES \
+  __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define MMLTM_SIMD_CLONES
+#endif
+
+namespace {
+
+inline __attribute__((always_inline)) float dot(const float* a, const float* b, int64_t n) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+void check_inputs(const at::Tensor& z, const at::Tensor& cell_ptr,
+                  const at::Tensor& cell_tokens) {
+  TORCH_CHECK(z.device().is_cpu() && z.scalar_type() == at::kFloat && z.dim() == 3 &&
+                  z.is_contiguous(),
+              "ltm fused ops: z must be a contiguous (B, N, C) float32 CPU tensor");
+  TORCH_CHECK(cell_ptr.scalar_type() == at::kLong && cell_tokens.scalar_type() == at::kLong &&
+                  cell_ptr.is_contiguous() && cell_tokens.is_contiguous(),
+              "ltm fused ops: the cell plan must be contiguous int64 tensors");
+  TORCH_CHECK(cell_tokens.numel() == z.size(1),
+              "ltm fused ops: the plan lists ", cell_tokens.numel(), " tokens, z has ",
+              z.size(1));
+}
+
+struct CellMergeArgs {
+  const float* z;      // (B, N, C)
+  const float* prior;  // (B, N) or nullptr (uniform prior)
+  const int64_t* ptr;  // (K + 1)
+  const int64_t* tok;  // (N)
+  float* weight;       // (B, N) out
+  float* merged;       // (B, K, C) out
+  int64_t N, C, K;
+  float step;
+};
+
+// (L3)-(L5) for the cells begin..end of the flattened (B, K)
+MMLTM_SIMD_CLONES
+void merge_cells(const CellMergeArgs& a, int64_t begin, int64_t end) {
+  const int64_t N = a.N, C = a.C, K = a.K;
+  const bool uniform = a.prior == nullptr;
+  const float *zp = a.z, *pp = a.prior;
+  const int64_t *ptr = a.ptr, *tok = a.tok;
+  float *wp = a.weight, *mp = a.merged;
+  const float step = a.step;
+  std::vector<float> centroid(C);
+  std::vector<float> expo(16);
+  for (int64_t bk = begin; bk < end; ++bk) {
+    const int64_t b = bk / K, k = bk % K;
+    const int64_t first = ptr[k], size = ptr[k + 1] - first;
+    const float* zb = zp + b * N * C;
+    float* out = mp + bk * C;
+    if (size == 1) {  // a cell of one token: its softmax weight is exactly 1
+      const int64_t n = tok[first];
+      wp[b * N + n] = 1.f;
+      std::copy(zb + n * C, zb + (n + 1) * C, out);
+      continue;
+    }
+    // (L3) c_k = sum_n w0[n] z_n
+    std::fill(centroid.begin(), centroid.end(), 0.f);
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t n = tok[first + i];
+      const float w0 = uniform ? 1.f : pp[b * N + n];
+      const float* zn = zb + n * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) centroid[c] += w0 * zn[c];
+    }
+    const float cnorm = std::sqrt(dot(centroid.data(), centroid.data(), C));
+    // (L4) w[n] = w0[n] exp(eta (s_n - 1)) / sum over the cell
+    if (static_cast<int64_t>(expo.size()) < size) expo.resize(size);
+    float denom = 0.f;
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t n = tok[first + i];
+      const float* zn = zb + n * C;
+      const float norms = std::max(std::sqrt(dot(zn, zn, C)) * cnorm, 1e-12f);
+      const float s = dot(centroid.data(), zn, C) / norms;
+      float e = std::exp(step * (s - 1.f));
+      if (!uniform) e *= pp[b * N + n];
+      expo[i] = e;
+      denom += e;
+    }
+    // (L5) X~_k = sum_n w[n] z_n
+    std::fill(out, out + C, 0.f);
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t n = tok[first + i];
+      const float w = expo[i] / denom;
+      wp[b * N + n] = w;
+      const float* zn = zb + n * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) out[c] += w * zn[c];
+    }
+  }
+}
+
+// out_n = base_n + delta_{a(n)} for the rows begin..end of the flattened (B, N)
+MMLTM_SIMD_CLONES
+void add_gathered_rows(const float* bp, const float* dp, const int64_t* ap, float* op,
+                       int64_t N, int64_t C, int64_t K, int64_t begin, int64_t end) {
+  for (int64_t bn = begin; bn < end; ++bn) {
+    const int64_t b = bn / N, n = bn % N;
+    const float* x = bp + bn * C;
+    const float* d = dp + (b * K + ap[n]) * C;
+    float* o = op + bn * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = x[c] + d[c];
+  }
+}
+
+}  // namespace
+
+// (L3)-(L5): the soft weights w (B, N) and the merged tokens X~ (B, N', C).
+// prior: (B, N) float32, the previous block's weights, or an empty tensor for
+// the uniform prior (L2), under which w0 is constant within a cell and
+// cancels from both the centroid's direction and the softmax.
+std::vector<at::Tensor> mask_and_merge(const at::Tensor& z, const at::Tensor& prior,
+                                       const at::Tensor& cell_ptr,
+                                       const at::Tensor& cell_tokens, double eta) {
+  check_inputs(z, cell_ptr, cell_tokens);
+  const bool uniform = prior.numel() == 0;
+  TORCH_CHECK(uniform || (prior.scalar_type() == at::kFloat && prior.is_contiguous() &&
+                          prior.dim() == 2 && prior.size(0) == z.size(0) &&
+                          prior.size(1) == z.size(1)),
+              "ltm fused ops: prior must be a contiguous (B, N) float32 tensor");
+  const int64_t B = z.size(0), N = z.size(1), C = z.size(2);
+  const int64_t K = cell_ptr.numel() - 1;
+  auto weight = at::empty({B, N}, z.options());
+  auto merged = at::empty({B, K, C}, z.options());
+  const float* zp = z.data_ptr<float>();
+  const float* pp = uniform ? nullptr : prior.data_ptr<float>();
+  const int64_t* ptr = cell_ptr.data_ptr<int64_t>();
+  const int64_t* tok = cell_tokens.data_ptr<int64_t>();
+  float* wp = weight.data_ptr<float>();
+  float* mp = merged.data_ptr<float>();
+  const float step = static_cast<float>(eta);
+  // a cell costs a few passes over C floats: give each task enough of them
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1));
+
+  const CellMergeArgs args{zp, pp, ptr, tok, wp, mp, N, C, K, step};
+  at::parallel_for(0, B * K, grain, [&](int64_t begin, int64_t end) {
+    merge_cells(args, begin, end);
+  });
+  return {weight, merged};
+}
+
+// base + (L6): out_n = base_n + delta_{a(n)}, (B, N, C), in one pass.
+at::Tensor unmerge_add(const at::Tensor& base, const at::Tensor& delta,
+                       const at::Tensor& assign) {
+  TORCH_CHECK(base.device().is_cpu() && base.scalar_type() == at::kFloat &&
+                  delta.scalar_type() == at::kFloat && base.dim() == 3 && delta.dim() == 3 &&
+                  base.is_contiguous() && delta.is_contiguous(),
+              "ltm fused ops: base and delta must be contiguous 3-d float32 CPU tensors");
+  TORCH_CHECK(assign.scalar_type() == at::kLong && assign.is_contiguous() &&
+                  assign.numel() == base.size(1),
+              "ltm fused ops: assign must be int64 with one entry per token");
+  TORCH_CHECK(delta.size(0) == base.size(0) && delta.size(2) == base.size(2),
+              "ltm fused ops: base ", base.sizes(), " and delta ", delta.sizes(),
+              " do not match");
+  const int64_t B = base.size(0), N = base.size(1), C = base.size(2), K = delta.size(1);
+  auto out = at::empty_like(base);
+  const float* bp = base.data_ptr<float>();
+  const float* dp = delta.data_ptr<float>();
+  const int64_t* ap = assign.data_ptr<int64_t>();
+  float* op = out.data_ptr<float>();
+  for (int64_t n = 0; n < N; ++n)
+    TORCH_CHECK(ap[n] >= 0 && ap[n] < K, "ltm fused ops: assign[", n, "] = ", ap[n],
+                " is not a merged token (there are ", K, ")");
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(C, 1));
+  at::parallel_for(0, B * N, grain, [&](int64_t begin, int64_t end) {
+    add_gathered_rows(bp, dp, ap, op, N, C, K, begin, end);
+  });
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "mmltm fused CPU kernels for the LTM mask module (inference path)";
+  m.def("mask_and_merge", &mask_and_merge,
+        "(L3)-(L5): soft weights (B, N) and merged tokens (B, N', C)");
+  m.def("unmerge_add", &unmerge_add, "base + unmerge(delta): (B, N, C)");
+}

@@ -1,0 +1,111 @@
+"""The compiled CPU kernels of the LTM mask module, and when to use them.
+
+``mmltm/ops/csrc/token_merging_cpu.cpp`` computes (L3)-(L5) of
+:mod:`mmltm.ops.token_merging` (the merging weights and the merged tokens)
+in one pass over the tokens, and (L6) plus the block's residual add in
+another. The pure-PyTorch code in ``token_merging.py`` stays the reference:
+it is what training (autograd), tracing (FLOP counting), ``torch.compile``,
+GPUs and other dtypes run, and the tests check the kernels against it.
+
+The kernels are built by ``pip install --no-build-isolation -e .``
+(``setup.py``; ``MMLTM_WITH_OPS=0`` skips them). Without them mmltm warns
+once and computes everything with the reference code. ``MMLTM_FUSED_OPS=0``
+in the environment, or :func:`set_fused_ops` / :func:`fused_ops`, turn them
+off at run time (e.g. to benchmark both paths).
+"""
+import contextlib
+import os
+import warnings
+from typing import Iterable, Iterator, Optional
+
+import torch
+
+__all__ = ['fused_ops_available', 'fused_ops_enabled', 'set_fused_ops',
+           'fused_ops', 'can_fuse']
+
+try:
+    from mmltm import _ext  # built by setup.py
+    _EXT_ERROR: Optional[BaseException] = None
+except ImportError as err:  # not built (MMLTM_WITH_OPS=0, no compiler, ...)
+    _ext = None
+    _EXT_ERROR = err
+
+_STATE = {'enabled': os.environ.get('MMLTM_FUSED_OPS', '1') != '0', 'warned': False}
+
+
+def fused_ops_available() -> bool:
+    """Whether the compiled kernels were built and import."""
+    return _ext is not None
+
+
+def fused_ops_enabled() -> bool:
+    """Whether the kernels may be used (available and not switched off)."""
+    return _STATE['enabled'] and _ext is not None
+
+
+def set_fused_ops(enabled: bool) -> bool:
+    """Allow (True) or forbid (False) the kernels; returns the old setting."""
+    old = _STATE['enabled']
+    _STATE['enabled'] = bool(enabled)
+    return old
+
+
+@contextlib.contextmanager
+def fused_ops(enabled: bool) -> Iterator[None]:
+    """``with fused_ops(False): ...`` runs the reference code only."""
+    old = set_fused_ops(enabled)
+    try:
+        yield
+    finally:
+        set_fused_ops(old)
+
+
+def _tracing() -> bool:
+    compiling = getattr(torch.compiler, 'is_compiling', lambda: False)
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or compiling()
+
+
+def can_fuse(tensors: Iterable[torch.Tensor],
+             params: Iterable[torch.Tensor] = ()) -> bool:
+    """True when a kernel may replace the reference code for these inputs.
+
+    That is: the kernels are built and enabled, every tensor is a float32
+    CPU tensor, no gradient is needed (the kernels have no backward), and
+    nothing is being traced or compiled (the FLOP counter and
+    ``torch.compile`` must see the reference ops).
+    """
+    if not _STATE['enabled']:
+        return False
+    tensors = list(tensors)
+    if any(t.device.type != 'cpu' or t.dtype != torch.float32 for t in tensors):
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (*tensors, *params)):
+        return False
+    if _tracing():
+        return False
+    if _ext is None:
+        if not _STATE['warned']:
+            _STATE['warned'] = True
+            warnings.warn(
+                'mmltm: the compiled token-merging kernels are not built '
+                f'({_EXT_ERROR}); using the PyTorch reference code, which is '
+                'slower at inference. Build them with `pip install '
+                '--no-build-isolation -e .` in the mmltm checkout, or set '
+                'MMLTM_FUSED_OPS=0 to silence this.', stacklevel=3)
+        return False
+    return True
+
+
+def mask_and_merge(z: torch.Tensor, prior: Optional[torch.Tensor],
+                   cell_ptr: torch.Tensor, cell_tokens: torch.Tensor,
+                   eta: float):
+    """Kernel of (L3)-(L5): ``(weight (B, N), merged (B, N', C))``."""
+    empty = z.new_empty(0)
+    return _ext.mask_and_merge(z.contiguous(), empty if prior is None else prior.contiguous(),
+                               cell_ptr, cell_tokens, float(eta))
+
+
+def unmerge_add(base: torch.Tensor, delta: torch.Tensor,
+                assign: torch.Tensor) -> torch.Tensor:
+    """Kernel of ``base + (L6)``: ``out_n = base_n + delta_a(n)``."""
+    return _ext.unmerge_add(base.contiguous(), delta.contiguous(), assign)
