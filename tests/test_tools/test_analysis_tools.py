@@ -108,10 +108,25 @@ def test_benchmark_classifier_tables_json_and_overhead(bm, tmp_path, capsys):
     fr = {(r['part'], r['batch']): r['flops_ratio'] for r in data['ratios']}
     assert fr[('backbone', 1)] == pytest.approx(fr[('backbone', 2)])
     rows = data['overhead']
-    keys = {'mask_ms', 'merge_ms', 'unmerge_ms', 'ffn_merged_ms', 'ffn_full_ms'}
+    keys = {'mask_merge_ms', 'unmerge_add_ms', 'ffn_merged_ms', 'ffn_full_ms', 'attn_ms'}
     assert rows and keys <= set(rows[0])
     assert rows[0]['N_merged'] < rows[0]['N']
-    assert 'overhead / FFN saving' in text
+    assert 0 < rows[0]['block_free_merge'] < 1.5
+    assert 'overhead / FFN saving' in text and 'merging free' in text
+    assert data['kernels'] in text and 'kernels' in data['kernels']
+
+
+def test_benchmark_kernels_off_runs_the_reference_code(bm, monkeypatch):
+    from mmltm.ops import fused
+    monkeypatch.setenv('MMLTM_FUSED_OPS', '1')
+    old = fused.set_fused_ops(True)
+    try:
+        result = bm.main([CLS_LTM, '--sizes', '64', '--runs', '1', '--warmup', '0',
+                          '--threads', '1', '--memory', 'none', '--part', 'backbone',
+                          '--kernels', 'off'])
+        assert result['kernels'].startswith('off') and not fused.fused_ops_enabled()
+    finally:
+        fused.set_fused_ops(old)
 
 
 def test_benchmark_detector_backbone_and_predict(bm, tmp_path):
