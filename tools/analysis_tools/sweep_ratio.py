@@ -138,6 +138,9 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cpu')
     p.add_argument('--timer', choices=['wall', 'cpu'], default='wall',
                    help='wall clock, or process CPU time (see benchmark.py)')
+    p.add_argument('--kernels', choices=['auto', 'off'], default='auto',
+                   help="mmltm's compiled CPU kernels (auto) or the PyTorch reference "
+                   'code only (off); see benchmark.py')
     p.add_argument('--out-dir', default='work_dirs/sweep_ratio')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)
@@ -153,6 +156,7 @@ def parse_args(argv=None):
 def main(argv=None) -> List[Dict]:
     args = parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
+    kernels = bm.kernels_state(args.kernels)
     load = os.getloadavg()
     rows = sweep(args)
     csv_path = os.path.join(args.out_dir, 'sweep.csv')
@@ -164,7 +168,7 @@ def main(argv=None) -> List[Dict]:
     plot(rows, png_path, title)
     print(f"{info['cpu']}, {info['torch_threads']} threads, {args.part} at {args.size}, "
           f'batch {args.batch}, {args.warmup} warm-up + {args.runs} interleaved runs '
-          f'({args.timer} timer); '
+          f'({args.timer} timer); mmltm kernels: {kernels}; '
           f'load average {tuple(round(x, 2) for x in load)} -> '
           f'{tuple(round(x, 2) for x in os.getloadavg())}\n')
     print(markdown(rows))

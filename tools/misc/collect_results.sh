@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Re-run every measurement behind the README's "Results" section on this
 # machine. Each step's command and full output go to work_dirs/results/<step>.txt
-# (the README quotes those files). Run after `make setup`; about 17 minutes on
+# (the README quotes those files). Run after `make setup`; about 25 minutes on
 # 2 CPU cores, most of it the benchmarks. Run nothing else meanwhile: the
 # latency figures share the machine with whatever else runs.
 #
 #   bash tools/misc/collect_results.sh            # every step
 #   bash tools/misc/collect_results.sh flops bench_backbone   # some steps
 #
-# Steps: machine flops flops_dense bench_backbone bench_mask_rcnn
-#        bench_cpu_time sweep ib_toy demo visualize
+# Steps: machine flops flops_dense bench_backbone bench_reference
+#        bench_mask_rcnn bench_cpu_time sweep ib_toy demo visualize
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
@@ -17,7 +17,7 @@ OUT=${MMLTM_RESULTS_DIR:-work_dirs/results}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 
-ALL_STEPS=(machine flops flops_dense bench_backbone bench_mask_rcnn bench_cpu_time sweep ib_toy demo visualize)
+ALL_STEPS=(machine flops flops_dense bench_backbone bench_reference bench_mask_rcnn bench_cpu_time sweep ib_toy demo visualize)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 for s in "${STEPS[@]}"; do
@@ -59,6 +59,12 @@ for step in "${STEPS[@]}"; do
         configs/ltm_swin_t_8xb128_in1k.py --baseline configs/swin_t_8xb128_in1k.py \
         --part backbone --sizes 224 --batch 1 8 --runs 30 --threads 2 --overhead \
         --out-json "$OUT/bench_backbone.json" ;;
+    bench_reference)
+      # bench_backbone without mmltm's compiled kernels (PyTorch reference code)
+      run bench_reference "$PY" tools/analysis_tools/benchmark.py \
+        configs/ltm_swin_t_8xb128_in1k.py --baseline configs/swin_t_8xb128_in1k.py \
+        --part backbone --sizes 224 --batch 1 8 --runs 30 --threads 2 --kernels off \
+        --overhead --memory none ;;
     bench_mask_rcnn)
       run bench_mask_rcnn "$PY" tools/analysis_tools/benchmark.py \
         configs/mask_rcnn_ltm_swin_t_coco.py --baseline configs/mask_rcnn_swin_t_coco.py \
@@ -77,7 +83,11 @@ for step in "${STEPS[@]}"; do
         --memory none ;;
     sweep)
       run sweep "$PY" tools/analysis_tools/sweep_ratio.py configs/ltm_swin_t_8xb128_in1k.py \
-        --modes ltm tome --ratios 1.0 0.9 0.8 0.7 0.6 0.5 --runs 10 --out-dir "$OUT/sweep" ;;
+        --modes ltm tome --ratios 1.0 0.9 0.8 0.7 0.6 0.5 --runs 10 --out-dir "$OUT/sweep"
+      # like for like: ToMe's per-sample matching has no compiled kernel
+      run sweep_reference "$PY" tools/analysis_tools/sweep_ratio.py \
+        configs/ltm_swin_t_8xb128_in1k.py --modes ltm tome --ratios 1.0 0.9 0.8 0.7 0.6 0.5 \
+        --runs 10 --kernels off --out-dir "$OUT/sweep_reference" ;;
     ib_toy)
       # the same toy schedule, seed and data order with and without the IB term
       for cfg in ltm_swin_t_in1k_toy ltm_swin_t_noib_in1k_toy; do
