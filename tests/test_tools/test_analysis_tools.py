@@ -114,6 +114,14 @@ def test_benchmark_classifier_tables_json_and_overhead(bm, tmp_path, capsys):
     assert 0 < rows[0]['block_free_merge'] < 1.5
     assert 'overhead / FFN saving' in text and 'merging free' in text
     assert data['kernels'] in text and 'kernels' in data['kernels']
+    # the whole-forward estimate: one row per size and batch, shares in (0, 1)
+    bounds = data['bounds']
+    assert [(b['size'], b['batch']) for b in bounds] == [('64x64', 1), ('64x64', 2)]
+    for b in bounds:
+        assert 0 < b['shrinking_share'] < 1 and b['blocks'] > 0
+        assert 1 - b['shrinking_share'] < b['bound'] < 1
+        assert b['flops_ratio'] == pytest.approx(fr[('backbone', b['batch'])])
+    assert 'What merging can buy at best' in text
 
 
 def test_benchmark_kernels_off_runs_the_reference_code(bm, monkeypatch):

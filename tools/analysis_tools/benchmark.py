@@ -27,6 +27,14 @@ and the model of ``--baseline``:
   return freed large blocks to the OS so that RSS tracks live tensors).
   ``--memory none`` skips it.
 
+``--overhead`` adds, for LTM backbones with mmcv FFNs (LTM-Swin), the time
+of the mask module + merge and of unmerge + residual add against the FFN time
+they save, per grid, and an estimate of the best latency ratio merging can
+reach: the baseline's time share in the parts that run on merged tokens,
+measured inside whole forwards (:func:`merging_bound`). ``--kernels off``
+runs the LTM mask module in its PyTorch reference code instead of mmltm's
+compiled CPU kernels.
+
 It prints a markdown table of the measurements and one of the ratios
 CONFIG / baseline (FLOPs, median latency, the median of the per-pair latency
 ratios with its IQR, and latency ratio / FLOPs ratio), and can write all of
@@ -43,6 +51,7 @@ Example::
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -51,6 +60,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -469,6 +479,83 @@ def block_overhead(model: nn.Module, hw: Tuple[int, int], batch: int, runs: int,
     return rows
 
 
+def _has_ffn_blocks(base: nn.Module, ltm: nn.Module) -> bool:
+    """Whether every merging block of ``ltm`` has a baseline twin of the same
+    name with ``norm2`` and ``ffn`` (e.g. Swin vs LTM-Swin)."""
+    names = [name for name, _ in merging_blocks(ltm)]
+    mods = dict(base.named_modules())
+    return bool(names) and all(
+        name in mods and hasattr(mods[name], 'norm2') and hasattr(mods[name], 'ffn')
+        for name in names)
+
+
+def merging_bound(ltm: nn.Module, base: nn.Module, hw: Tuple[int, int], batch: int,
+                  runs: int, warmup: int, device: str = 'cpu', timer: str = 'wall') -> Dict:
+    """What merging can buy at best, measured inside whole forwards.
+
+    Times ``norm2`` + ``ffn`` (the part an LTM block runs on N' tokens) of
+    every baseline block whose LTM counterpart merges, with forward hooks,
+    while the baseline backbone runs whole forwards. If that part shrank
+    exactly with the token count N'/N and the mask module, merge and unmerge
+    cost nothing, the LTM backbone would take
+
+        bound = 1 - sum_b t_b (1 - N'_b / N_b) / T
+
+    of the baseline's time T: the latency ratio merging can reach on this
+    machine (the un-merged attention, stem and patch merging stay as they
+    are). Isolated timings of the parts (:func:`block_overhead`) run with
+    hot caches and understate the attention's share; this does not.
+    """
+    clock = TIMERS[timer]
+    blocks = merging_blocks(ltm.backbone)
+    grids: Dict[str, Tuple[int, int]] = {}
+
+    def record_grid(mod, args, name):  # a pre-hook must return None (or new args)
+        grids.setdefault(name, tuple(args[1]))
+
+    hooks = [blk.register_forward_pre_hook(partial(record_grid, name=name))
+             for name, blk in blocks]
+    x = torch.randn(batch, 3, *hw, device=device)
+    with torch.inference_mode():
+        ltm.backbone(x)
+    for h in hooks:
+        h.remove()
+    kept = {}
+    for name, blk in blocks:
+        grid = grids.get(name)
+        if grid is None or blk.token_merger.is_identity(grid):
+            continue
+        merger = blk.token_merger
+        n_kept = (math.prod(merger.merged_grid(grid)) if hasattr(merger, 'merged_grid')
+                  else merger.num_keep(grid))
+        kept[name] = n_kept / (grid[0] * grid[1])
+    run_base = lambda: base.backbone(x)  # noqa: E731
+    time_interleaved([run_base], 1, warmup, device, timer)  # warm-up, no hooks yet
+    spent = {name: 0.0 for name in kept}
+    started: Dict[str, float] = {}
+
+    def start(mod, args, name):
+        started[name] = clock()
+
+    def stop(mod, args, out, name):
+        spent[name] += clock() - started[name]
+
+    hooks = []
+    for name in kept:
+        blk = base.backbone.get_submodule(name)
+        hooks.append(blk.norm2.register_forward_pre_hook(partial(start, name=name)))
+        hooks.append(blk.ffn.register_forward_hook(partial(stop, name=name)))
+    try:
+        total = sum(time_interleaved([run_base], runs, 0, device, timer)[0])
+    finally:
+        for h in hooks:
+            h.remove()
+    shrinking = sum(spent.values())
+    saving = sum(spent[name] * (1 - kept[name]) for name in kept)
+    return dict(size=size_str(hw), batch=batch, blocks=len(kept),
+                shrinking_share=shrinking / total, bound=1 - saving / total)
+
+
 # --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
@@ -532,6 +619,22 @@ def overhead_table(rows: List[Dict]) -> str:
             f"{r['ffn_merged_ms']:.3f} | {r['ffn_full_ms']:.3f} | {r['attn_ms']:.3f} | "
             f"{r['overhead_over_saving']:.2f} | {r['block_ltm_ms'] / r['block_base_ms']:.3f} | "
             f"{r['block_free_merge']:.3f} |")
+    return '\n'.join(lines)
+
+
+def bounds_table(rows: List[Dict]) -> str:
+    lines = ['| size | batch | blocks | norm2 + FFN share of the baseline | bound on the latency '
+             'ratio | FLOPs ratio | bound / FLOPs ratio | measured latency ratio |',
+             '|---|---|---|---|---|---|---|---|']
+    def fmt(v: Optional[float]) -> str:
+        return '-' if v is None else f'{v:.3f}'
+
+    for r in rows:
+        fr, lr = r.get('flops_ratio'), r.get('latency_ratio')
+        lines.append(
+            f"| {r['size']} | {r['batch']} | {r['blocks']} | {r['shrinking_share']:.3f} | "
+            f"{r['bound']:.3f} | {fmt(fr)} | {fmt(None if fr is None else r['bound'] / fr)} | "
+            f"{fmt(lr)} |")
     return '\n'.join(lines)
 
 
@@ -611,17 +714,27 @@ def run_benchmark(args) -> Dict:
                                        paired_latency_ratio=paired_ratio(a['times_s'],
                                                                          b['times_s']),
                                        latency_over_flops=lr / fr, memory_ratio=mem))
-    overhead = []
+    overhead, bounds = [], []
     if args.overhead:
         for hw in sizes:
             for batch in args.batch:
                 overhead += block_overhead(models['ltm'], hw, batch, args.runs, args.warmup,
                                            device, args.timer)
+                if 'baseline' in models and \
+                        _has_ffn_blocks(models['baseline'].backbone, models['ltm'].backbone):
+                    bound = merging_bound(models['ltm'], models['baseline'], hw, batch,
+                                          args.runs, args.warmup, device, args.timer)
+                    cell = [r for r in ratios if r['part'] == 'backbone'
+                            and r['size'] == bound['size'] and r['batch'] == batch]
+                    if cell:
+                        bound['flops_ratio'] = cell[0]['flops_ratio']
+                        bound['latency_ratio'] = cell[0]['latency_ratio']
+                    bounds.append(bound)
     info['loadavg_end'] = os.getloadavg()
     return dict(machine=info, device=device, runs=args.runs, warmup=args.warmup, timer=args.timer,
                 fixed_proposals=fixed, kernels=kernels,
                 configs={r: p for r, p in configs}, records=records, ratios=ratios,
-                overhead=overhead)
+                overhead=overhead, bounds=bounds)
 
 
 def report(result: Dict) -> str:
@@ -648,6 +761,11 @@ def report(result: Dict) -> str:
                 '("merging free": attention + FFN(N\') over attention + FFN(N), the bound '
                 'for a mask module that cost nothing):', '',
                 overhead_table(result['overhead'])]
+    if result.get('bounds'):
+        out += ['', 'What merging can buy at best, inside whole baseline forwards: the share of '
+                'time in norm2 + FFN of the blocks that merge, and the LTM/baseline latency '
+                'ratio if that part shrank exactly with N\'/N and merging cost nothing:', '',
+                bounds_table(result['bounds'])]
     return '\n'.join(out)
 
 
