@@ -491,7 +491,7 @@ def _has_ffn_blocks(base: nn.Module, ltm: nn.Module) -> bool:
 
 def merging_bound(ltm: nn.Module, base: nn.Module, hw: Tuple[int, int], batch: int,
                   runs: int, warmup: int, device: str = 'cpu', timer: str = 'wall') -> Dict:
-    """What merging can buy at best, measured inside whole forwards.
+    """What merging can buy at best, estimated inside whole forwards.
 
     Times ``norm2`` + ``ffn`` (the part an LTM block runs on N' tokens) of
     every baseline block whose LTM counterpart merges, with forward hooks,
@@ -501,10 +501,12 @@ def merging_bound(ltm: nn.Module, base: nn.Module, hw: Tuple[int, int], batch: i
 
         bound = 1 - sum_b t_b (1 - N'_b / N_b) / T
 
-    of the baseline's time T: the latency ratio merging can reach on this
-    machine (the un-merged attention, stem and patch merging stay as they
-    are). Isolated timings of the parts (:func:`block_overhead`) run with
-    hot caches and understate the attention's share; this does not.
+    of the baseline's time T: about the latency ratio merging can reach on
+    this machine (the un-merged attention, stem and patch merging stay as
+    they are). An estimate, not a hard bound: a smaller FFN also leaves the
+    caches warmer for the rest, and single runs are noisy. Isolated timings
+    of the parts (:func:`block_overhead`) run with hot caches and understate
+    the attention's share; this measures it inside real forwards.
     """
     clock = TIMERS[timer]
     blocks = merging_blocks(ltm.backbone)
@@ -623,8 +625,9 @@ def overhead_table(rows: List[Dict]) -> str:
 
 
 def bounds_table(rows: List[Dict]) -> str:
-    lines = ['| size | batch | blocks | norm2 + FFN share of the baseline | bound on the latency '
-             'ratio | FLOPs ratio | bound / FLOPs ratio | measured latency ratio |',
+    lines = ['| size | batch | blocks | norm2 + FFN share of the baseline | latency ratio with '
+             'free merging (estimate) | FLOPs ratio | estimate / FLOPs ratio | measured latency '
+             'ratio |',
              '|---|---|---|---|---|---|---|---|']
     def fmt(v: Optional[float]) -> str:
         return '-' if v is None else f'{v:.3f}'
@@ -762,9 +765,10 @@ def report(result: Dict) -> str:
                 'for a mask module that cost nothing):', '',
                 overhead_table(result['overhead'])]
     if result.get('bounds'):
-        out += ['', 'What merging can buy at best, inside whole baseline forwards: the share of '
-                'time in norm2 + FFN of the blocks that merge, and the LTM/baseline latency '
-                'ratio if that part shrank exactly with N\'/N and merging cost nothing:', '',
+        out += ['', 'What merging can buy at best, estimated inside whole baseline forwards: '
+                'the share of time in norm2 + FFN of the blocks that merge, and the '
+                'LTM/baseline latency ratio if that part shrank exactly with N\'/N and the '
+                'mask module, merge and unmerge cost nothing:', '',
                 bounds_table(result['bounds'])]
     return '\n'.join(out)
 
