@@ -609,36 +609,38 @@ def markdown_tables(records: List[Dict], ratios: List[Dict]) -> str:
     return '\n'.join(lines)
 
 
-def overhead_table(rows: List[Dict]) -> str:
-    lines = ['| block | grid | N -> N\' | C | batch | mask + merge ms | unmerge + add ms | '
-             'FFN(N\') ms | FFN(N) ms | attn ms | overhead / FFN saving | '
-             'block LTM / base | same, merging free |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        lines.append(
-            f"| {r['block']} | {r['grid']} | {r['N']} -> {r['N_merged']} | {r['C']} | "
-            f"{r['batch']} | {r['mask_merge_ms']:.3f} | {r['unmerge_add_ms']:.3f} | "
-            f"{r['ffn_merged_ms']:.3f} | {r['ffn_full_ms']:.3f} | {r['attn_ms']:.3f} | "
-            f"{r['overhead_over_saving']:.2f} | {r['block_ltm_ms'] / r['block_base_ms']:.3f} | "
-            f"{r['block_free_merge']:.3f} |")
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table; floats as given by the caller (pre-formatted strings)."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
     return '\n'.join(lines)
+
+
+def overhead_table(rows: List[Dict]) -> str:
+    header = ['block', 'grid', "N -> N'", 'C', 'batch', 'mask + merge ms', 'unmerge + add ms',
+              "FFN(N') ms", 'FFN(N) ms', 'attn ms', 'overhead / FFN saving',
+              'block LTM / base', 'same, merging free']
+    return _md_table(header, [
+        [r['block'], r['grid'], f"{r['N']} -> {r['N_merged']}", r['C'], r['batch'],
+         f"{r['mask_merge_ms']:.3f}", f"{r['unmerge_add_ms']:.3f}", f"{r['ffn_merged_ms']:.3f}",
+         f"{r['ffn_full_ms']:.3f}", f"{r['attn_ms']:.3f}", f"{r['overhead_over_saving']:.2f}",
+         f"{r['block_ltm_ms'] / r['block_base_ms']:.3f}", f"{r['block_free_merge']:.3f}"]
+        for r in rows])
 
 
 def bounds_table(rows: List[Dict]) -> str:
-    lines = ['| size | batch | blocks | norm2 + FFN share of the baseline | latency ratio with '
-             'free merging (estimate) | FLOPs ratio | estimate / FLOPs ratio | measured latency '
-             'ratio |',
-             '|---|---|---|---|---|---|---|---|']
     def fmt(v: Optional[float]) -> str:
         return '-' if v is None else f'{v:.3f}'
 
-    for r in rows:
-        fr, lr = r.get('flops_ratio'), r.get('latency_ratio')
-        lines.append(
-            f"| {r['size']} | {r['batch']} | {r['blocks']} | {r['shrinking_share']:.3f} | "
-            f"{r['bound']:.3f} | {fmt(fr)} | {fmt(None if fr is None else r['bound'] / fr)} | "
-            f"{fmt(lr)} |")
-    return '\n'.join(lines)
+    header = ['size', 'batch', 'blocks', 'norm2 + FFN share of the baseline',
+              'latency ratio with free merging (estimate)', 'FLOPs ratio',
+              'estimate / FLOPs ratio', 'measured latency ratio']
+    return _md_table(header, [
+        [r['size'], r['batch'], r['blocks'], fmt(r['shrinking_share']), fmt(r['bound']),
+         fmt(r.get('flops_ratio')),
+         fmt(r['bound'] / r['flops_ratio'] if r.get('flops_ratio') else None),
+         fmt(r.get('latency_ratio'))]
+        for r in rows])
 
 
 def default_sizes(scope: str) -> List[str]:
