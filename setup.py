@@ -34,7 +34,20 @@ def kernel_build():
         # flag the kernels run on one thread), and `omp simd` vectorises the
         # per-channel reductions
         extra_compile_args=['-O3', '-fopenmp'], extra_link_args=['-fopenmp'])
-    return [ext], {'build_ext': BuildExtension.with_options(use_ninja=False)}
+    base = BuildExtension.with_options(use_ninja=False)
+
+    class OptionalBuildExtension(base):
+        """A failed kernel build (no compiler, unsupported flags) does not
+        fail the install: it is reported here and, at inference, once more."""
+
+        def run(self):
+            try:
+                super().run()
+            except Exception as err:  # noqa: BLE001 (any compiler failure)
+                print(f'mmltm: WARNING: could not build the kernels ({err}); mmltm '
+                      'will run its PyTorch reference code', file=sys.stderr)
+
+    return [ext], {'build_ext': OptionalBuildExtension}
 
 
 EXT_MODULES, CMDCLASS = kernel_build()

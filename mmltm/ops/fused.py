@@ -14,6 +14,7 @@ in the environment, or :func:`set_fused_ops` / :func:`fused_ops`, turn them
 off at run time (e.g. to benchmark both paths).
 """
 import contextlib
+import importlib
 import os
 import warnings
 from typing import Iterable, Iterator, Optional
@@ -24,7 +25,7 @@ __all__ = ['fused_ops_available', 'fused_ops_enabled', 'set_fused_ops',
            'fused_ops', 'can_fuse']
 
 try:
-    from mmltm import _ext  # built by setup.py
+    _ext = importlib.import_module('mmltm._ext')  # built by setup.py
     _EXT_ERROR: Optional[BaseException] = None
 except ImportError as err:  # not built (MMLTM_WITH_OPS=0, no compiler, ...)
     _ext = None
