@@ -423,6 +423,25 @@ def merging_blocks(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
             and hasattr(m, 'attn')]
 
 
+def block_inputs(backbone: nn.Module, blocks: List[Tuple[str, nn.Module]],
+                 x: torch.Tensor) -> Dict[str, Tuple[torch.Tensor, Tuple[int, int]]]:
+    """``{name: (tokens, grid)}``: what each of ``blocks`` receives in one
+    forward of ``backbone`` on ``x`` (captured with forward pre-hooks)."""
+    captured: Dict[str, Tuple[torch.Tensor, Tuple[int, int]]] = {}
+
+    def record(mod, args, name):  # a pre-hook must return None (or new args)
+        captured.setdefault(name, (args[0].detach(), tuple(args[1])))
+
+    hooks = [blk.register_forward_pre_hook(partial(record, name=name)) for name, blk in blocks]
+    try:
+        with torch.inference_mode():
+            backbone(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return captured
+
+
 def block_overhead(model: nn.Module, hw: Tuple[int, int], batch: int, runs: int,
                    warmup: int, device: str = 'cpu', timer: str = 'wall') -> List[Dict]:
     """For the first merging block of every grid: time of the mask module
@@ -432,17 +451,7 @@ def block_overhead(model: nn.Module, hw: Tuple[int, int], batch: int, runs: int,
     block's real input at this size."""
     from mmltm.ops import unmerge_add
     blocks = merging_blocks(model.backbone)
-    captured: Dict[str, Tuple] = {}
-    hooks = []
-    for name, blk in blocks:
-        def hook(mod, args, name=name):
-            captured.setdefault(name, (args[0].detach(), tuple(args[1])))
-        hooks.append(blk.register_forward_pre_hook(hook))
-    x = torch.randn(batch, 3, *hw, device=device)
-    with torch.inference_mode():
-        model.backbone(x)
-    for h in hooks:
-        h.remove()
+    captured = block_inputs(model.backbone, blocks, torch.randn(batch, 3, *hw, device=device))
     rows, seen = [], set()
     for name, blk in blocks:
         if name not in captured:
@@ -510,21 +519,11 @@ def merging_bound(ltm: nn.Module, base: nn.Module, hw: Tuple[int, int], batch: i
     """
     clock = TIMERS[timer]
     blocks = merging_blocks(ltm.backbone)
-    grids: Dict[str, Tuple[int, int]] = {}
-
-    def record_grid(mod, args, name):  # a pre-hook must return None (or new args)
-        grids.setdefault(name, tuple(args[1]))
-
-    hooks = [blk.register_forward_pre_hook(partial(record_grid, name=name))
-             for name, blk in blocks]
     x = torch.randn(batch, 3, *hw, device=device)
-    with torch.inference_mode():
-        ltm.backbone(x)
-    for h in hooks:
-        h.remove()
+    captured = block_inputs(ltm.backbone, blocks, x)
     kept = {}
     for name, blk in blocks:
-        grid = grids.get(name)
+        grid = captured[name][1] if name in captured else None
         if grid is None or blk.token_merger.is_identity(grid):
             continue
         merger = blk.token_merger
