@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from mmltm.ops import (MergeMask, TokenMerger, fused, merge_tokens, unmerge_add,
+from mmltm.ops import (MergeMask, GridTokenMerger, fused, merge_tokens, unmerge_add,
                        unmerge_tokens)
 
 pytestmark = pytest.mark.skipif(not fused.fused_ops_available(),
@@ -24,13 +24,13 @@ def reference_and_fused(merger, z, hw, prev=None):
     (1, (56, 56), 96, 0.7, 1.0),     # LTM-Swin-T stage 1 at 224
     (2, (7, 7), 768, 0.7, 2.5),      # stage 4: cells of 1, 2 and 4 tokens
     (3, (13, 17), 32, 0.5, 0.3),
-    (2, (5, 9), 8, 0.3, TokenMerger.MAX_STEP),
+    (2, (5, 9), 8, 0.3, 29.0),
     (1, (1, 6), 5, 0.5, 1.0),        # a single row
 ])
 def test_mask_and_merge_kernel_equals_reference_uniform_and_chained(
         batch, hw, channels, ratio, step):
     torch.manual_seed(0)
-    merger = TokenMerger(ratio, init_step=step)
+    merger = GridTokenMerger(ratio, init_step=step)
     z = torch.randn(batch, hw[0] * hw[1], channels)
     z[0, 0] = 0  # a zero token: its cosine uses the clamped norm
     (ref_mask, ref_merged), (mask, merged) = reference_and_fused(merger, z, hw)
@@ -49,7 +49,7 @@ def test_mask_and_merge_kernel_equals_reference_uniform_and_chained(
 
 
 def test_mask_kernel_with_opposite_tokens_and_capped_step_stays_finite():
-    merger = TokenMerger(0.25)
+    merger = GridTokenMerger(0.25)
     with torch.no_grad():
         merger.log_step.fill_(math.log(1e4))  # capped at MAX_STEP
     z = torch.randn(2, 64, 8)
@@ -63,7 +63,7 @@ def test_mask_kernel_with_opposite_tokens_and_capped_step_stays_finite():
 
 def test_unmerge_add_kernel_equals_reference():
     torch.manual_seed(1)
-    merger = TokenMerger(0.6)
+    merger = GridTokenMerger(0.6)
     z = torch.randn(3, 11 * 13, 24)
     mask = merger(z, (11, 13))
     delta = torch.randn(3, mask.num_merged, 24)
@@ -84,7 +84,7 @@ def test_unmerge_kernel_rejects_an_assignment_outside_the_merged_tokens():
 
 
 def test_kernels_are_used_only_without_gradients_tracing_or_other_dtypes():
-    merger = TokenMerger(0.5)
+    merger = GridTokenMerger(0.5)
     z = torch.randn(1, 36, 8)
     params = [merger.log_step]
     with torch.no_grad():
@@ -121,7 +121,7 @@ def test_missing_kernels_warn_once_and_fall_back(monkeypatch):
     monkeypatch.setattr(fused, '_ext', None)
     monkeypatch.setattr(fused, '_EXT_ERROR', ImportError('no _ext here'))
     monkeypatch.setitem(fused._STATE, 'warned', False)
-    merger = TokenMerger(0.5)
+    merger = GridTokenMerger(0.5)
     z = torch.randn(1, 36, 8)
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')

@@ -1,10 +1,11 @@
-// Fused CPU kernels for the LTM mask module (inference path).
+// Fused CPU kernels for the fixed-grid mask module (inference path).
 //
 // The reference implementation is the pure-PyTorch code of
-// mmltm/ops/token_merging.py, equations (L3)-(L6) of its docstring; these
+// GridTokenMerger in mmltm/ops/mask_module.py, equations (G2)-(G4) of its
+// docstring, and the unmerge of mmltm/ops/merge_mask.py; these
 // kernels compute the same numbers in one pass over the tokens instead of
 // about eight eager passes (gathers, index_add, norms, a segment softmax),
-// and are used only where no gradient is needed (see `_fused_ok` there).
+// and are used only where no gradient is needed (fused.can_fuse).
 //
 // Layout: z is (B, N, C) float32, contiguous. The grid assignment a(n) is
 // given in CSR form: the tokens of cell k are
@@ -47,6 +48,21 @@ void check_inputs(const at::Tensor& z, const at::Tensor& cell_ptr,
   TORCH_CHECK(cell_tokens.numel() == z.size(1),
               "ltm fused ops: the plan lists ", cell_tokens.numel(), " tokens, z has ",
               z.size(1));
+  // the kernels index z with these: check them once here, not in the loops
+  const int64_t N = z.size(1), K = cell_ptr.numel() - 1;
+  TORCH_CHECK(K >= 1, "ltm fused ops: cell_ptr must hold at least 2 entries");
+  const int64_t* ptr = cell_ptr.data_ptr<int64_t>();
+  TORCH_CHECK(ptr[0] == 0 && ptr[K] == N, "ltm fused ops: cell_ptr must run from 0 to N = ",
+              N, ", got ", ptr[0], " .. ", ptr[K]);
+  for (int64_t k = 0; k < K; ++k) {
+    TORCH_CHECK(ptr[k] < ptr[k + 1], "ltm fused ops: cell_ptr must increase strictly (cell ",
+                k, " is empty or reversed: ", ptr[k], " .. ", ptr[k + 1], ")");
+  }
+  const int64_t* tok = cell_tokens.data_ptr<int64_t>();
+  for (int64_t n = 0; n < N; ++n) {
+    TORCH_CHECK(tok[n] >= 0 && tok[n] < N, "ltm fused ops: cell_tokens[", n, "] = ", tok[n],
+                " is out of range [0, ", N, ")");
+  }
 }
 
 struct CellMergeArgs {
@@ -60,7 +76,7 @@ struct CellMergeArgs {
   float step;
 };
 
-// (L3)-(L5) for the cells begin..end of the flattened (B, K)
+// (G2)-(G4) for the cells begin..end of the flattened (B, K)
 MMLTM_SIMD_CLONES
 void merge_cells(const CellMergeArgs& a, int64_t begin, int64_t end) {
   const int64_t N = a.N, C = a.C, K = a.K;
@@ -82,7 +98,7 @@ void merge_cells(const CellMergeArgs& a, int64_t begin, int64_t end) {
       std::copy(zb + n * C, zb + (n + 1) * C, out);
       continue;
     }
-    // (L3) c_k = sum_n w0[n] z_n
+    // (G3) c_k = sum_n w0[n] z_n
     std::fill(centroid.begin(), centroid.end(), 0.f);
     for (int64_t i = 0; i < size; ++i) {
       const int64_t n = tok[first + i];
@@ -92,7 +108,7 @@ void merge_cells(const CellMergeArgs& a, int64_t begin, int64_t end) {
       for (int64_t c = 0; c < C; ++c) centroid[c] += w0 * zn[c];
     }
     const float cnorm = std::sqrt(dot(centroid.data(), centroid.data(), C));
-    // (L4) w[n] = w0[n] exp(eta (s_n - 1)) / sum over the cell
+    // (G4) w[n] = w0[n] exp(eta (s_n - 1)) / sum over the cell
     if (static_cast<int64_t>(expo.size()) < size) expo.resize(size);
     float denom = 0.f;
     for (int64_t i = 0; i < size; ++i) {
@@ -105,7 +121,7 @@ void merge_cells(const CellMergeArgs& a, int64_t begin, int64_t end) {
       expo[i] = e;
       denom += e;
     }
-    // (L5) X~_k = sum_n w[n] z_n
+    // merge: X~_k = sum_n w[n] z_n
     std::fill(out, out + C, 0.f);
     for (int64_t i = 0; i < size; ++i) {
       const int64_t n = tok[first + i];
@@ -134,9 +150,9 @@ void add_gathered_rows(const float* bp, const float* dp, const int64_t* ap, floa
 
 }  // namespace
 
-// (L3)-(L5): the soft weights w (B, N) and the merged tokens X~ (B, N', C).
+// (G2)-(G4): the soft weights w (B, N) and the merged tokens X~ (B, N', C).
 // prior: (B, N) float32, the previous block's weights, or an empty tensor for
-// the uniform prior (L2), under which w0 is constant within a cell and
+// the uniform prior (G2), under which w0 is constant within a cell and
 // cancels from both the centroid's direction and the softmax.
 std::vector<at::Tensor> mask_and_merge(const at::Tensor& z, const at::Tensor& prior,
                                        const at::Tensor& cell_ptr,
@@ -168,7 +184,7 @@ std::vector<at::Tensor> mask_and_merge(const at::Tensor& z, const at::Tensor& pr
   return {weight, merged};
 }
 
-// base + (L6): out_n = base_n + delta_{a(n)}, (B, N, C), in one pass.
+// base + the unmerge: out_n = base_n + delta_{a(n)}, (B, N, C), in one pass.
 at::Tensor unmerge_add(const at::Tensor& base, const at::Tensor& delta,
                        const at::Tensor& assign) {
   TORCH_CHECK(base.device().is_cpu() && base.scalar_type() == at::kFloat &&
@@ -200,6 +216,6 @@ at::Tensor unmerge_add(const at::Tensor& base, const at::Tensor& delta,
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "mmltm fused CPU kernels for the LTM mask module (inference path)";
   m.def("mask_and_merge", &mask_and_merge,
-        "(L3)-(L5): soft weights (B, N) and merged tokens (B, N', C)");
+        "(G2)-(G4): soft weights (B, N) and merged tokens (B, N', C)");
   m.def("unmerge_add", &unmerge_add, "base + unmerge(delta): (B, N, C)");
 }
