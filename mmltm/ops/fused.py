@@ -106,7 +106,18 @@ def mask_and_merge(z: torch.Tensor, prior: Optional[torch.Tensor],
                                cell_ptr, cell_tokens, float(eta))
 
 
+def ltm_mask_and_merge(z: torch.Tensor, features: torch.Tensor, reps: torch.Tensor,
+                       plan, eta: float):
+    """Kernel of (M3)-(M5) of :class:`~mmltm.ops.mask_module.TokenMerger`:
+    ``(assign (B, N), weight (B, N), merged (B, N', C))`` from the unit-norm
+    features ``(B, N, d)`` and representatives ``(B, N', d)``."""
+    return _ext.ltm_mask_and_merge(z.contiguous(), features.contiguous(), reps.contiguous(),
+                                   plan.anchor, plan.movable, plan.candidates,
+                                   plan.candidate_valid, float(eta))
+
+
 def unmerge_add(base: torch.Tensor, delta: torch.Tensor,
                 assign: torch.Tensor) -> torch.Tensor:
-    """Kernel of ``base + unmerge``: ``out_n = base_n + delta_a(n)``."""
+    """Kernel of ``base + unmerge``: ``out_n = base_n + delta_a(n)``; ``assign``
+    ``(N,)`` shared or ``(B, N)`` per sample."""
     return _ext.unmerge_add(base.contiguous(), delta.contiguous(), assign)

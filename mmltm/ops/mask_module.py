@@ -226,19 +226,26 @@ class TokenMerger(_MaskModule):
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """(M1) unit-norm features ``(B, N, d)`` in float32."""
+        # P (z - mean_c z) = (P - row means of P) z: the centring is folded
+        # into the weight, so the features cost one small matmul
         proj = self.proj.float()
-        f = F.linear(z, proj) - z.mean(-1, keepdim=True) * proj.sum(1)
-        return F.normalize(f, dim=-1, eps=1e-12)
+        return F.normalize(F.linear(z, proj - proj.mean(1, keepdim=True)), dim=-1, eps=1e-12)
 
     def _build(self, z, hw, prev):
         plan = self._plan(z, hw, prev)
         B, K = z.shape[0], plan.num_merged
+        fuse = fused.can_fuse([z] if prev is None else [z, prev.weight],
+                              [self.proj, self.log_step])
         with torch.autocast(device_type=z.device.type, enabled=False):
             f = self.features(z.float())
             if prev is None:  # (M2) anchors' features
                 q = f.index_select(1, plan.anchor)
             else:
                 q = F.normalize(cell_sum(f, prev, prev.weight.float()), dim=-1, eps=1e-12)
+            if fuse:
+                assign, weight, merged = fused.ltm_mask_and_merge(z, f, q, plan,
+                                                                  float(self.step))
+                return MergeMask(assign, weight, K, plan.grid, plan.merged_grid, plan), merged
             # (M3) each movable token against the 9 cells around its own
             fm = f.index_select(1, plan.movable)  # (B, M, d)
             M, nc = plan.candidates.shape

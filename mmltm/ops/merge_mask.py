@@ -172,13 +172,13 @@ def unmerge_add(base: torch.Tensor, delta: torch.Tensor, mask: MergeMask) -> tor
     """``base + unmerge_tokens(delta, mask)``: the LTM block's residual add.
 
     ``base`` ``(B, N, C)``, ``delta`` ``(B, N', C)``. One pass over the
-    tokens with the compiled kernel where it applies (a shared assignment,
-    see :mod:`~mmltm.ops.fused`), the reference gather-and-add otherwise.
+    tokens with the compiled kernel where it applies (see
+    :mod:`~mmltm.ops.fused`), the reference gather-and-add otherwise.
     """
     if base.shape[1] != mask.num_tokens:
         raise ValueError(f'unmerge_add: base has {base.shape[1]} tokens, the mask '
                          f'was built for {mask.num_tokens}')
-    if not mask.per_sample and delta.shape[1] == mask.num_merged and \
-            base.shape[::2] == delta.shape[::2] and fused.can_fuse((base, delta)):
+    if delta.shape[1] == mask.num_merged and base.shape[::2] == delta.shape[::2] and \
+            fused.can_fuse((base, delta)):
         return fused.unmerge_add(base, delta, mask.assign)
     return base + unmerge_tokens(delta, mask)

@@ -5,8 +5,8 @@ import warnings
 import pytest
 import torch
 
-from mmltm.ops import (MergeMask, GridTokenMerger, fused, merge_tokens, unmerge_add,
-                       unmerge_tokens)
+from mmltm.ops import (GridTokenMerger, MergeMask, TokenMerger, fused, merge_tokens,
+                       unmerge_add, unmerge_tokens)
 
 pytestmark = pytest.mark.skipif(not fused.fused_ops_available(),
                                 reason='mmltm kernels not built (MMLTM_WITH_OPS=0)')
@@ -145,3 +145,48 @@ def test_ltm_swin_backbone_with_and_without_kernels_agree():
             ref = model(x)
     for a, b in zip(outs, ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('batch,hw,channels,ratio,step', [
+    (2, (56, 56), 96, 0.7, 1.0),     # LTM-Swin-T stage 1 at 224
+    (1, (7, 7), 768, 0.7, 2.5),      # stage 4, one image: channel chunks
+    (3, (13, 17), 32, 0.5, 0.3),
+    (2, (14, 14), 384, 0.78, 29.0),  # ViT-S's grid, a large step
+    (1, (1, 6), 5, 0.5, 1.0),        # a single row
+])
+def test_ltm_kernel_equals_reference_uniform_and_chained(batch, hw, channels, ratio, step):
+    torch.manual_seed(0)
+    merger = TokenMerger(ratio, dims=channels, init_step=step)
+    z = torch.randn(batch, hw[0] * hw[1], channels)
+    z[0, 0] = 0  # a zero token: its features use the clamped norm
+    (ref_mask, ref_merged), (mask, merged) = reference_and_fused(merger, z, hw)
+    assert torch.equal(mask.assign, ref_mask.assign)
+    torch.testing.assert_close(mask.weight, ref_mask.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(merged, ref_merged, rtol=1e-5, atol=1e-5)
+    z2 = 1.1 * z + 0.3 * torch.randn_like(z)  # a chained block
+    (ref2, ref_merged2), (mask2, merged2) = reference_and_fused(merger, z2, hw, ref_mask)
+    assert torch.equal(mask2.assign, ref2.assign)
+    torch.testing.assert_close(mask2.weight, ref2.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(merged2, ref_merged2, rtol=1e-5, atol=1e-5)
+    # the per-sample unmerge kernel equals the gather
+    delta = torch.randn_like(merged2)
+    with torch.no_grad():
+        out = unmerge_add(z2, delta, mask2)
+    torch.testing.assert_close(out, z2 + unmerge_tokens(delta, mask2), rtol=0, atol=0)
+
+
+def test_ltm_kernel_rejects_a_plan_that_does_not_fit():
+    merger = TokenMerger(0.5, dims=8)
+    z = torch.randn(1, 36, 8)
+    mask = merger(z, (6, 6))
+    plan = mask.plan
+    f = torch.nn.functional.normalize(torch.randn(1, 36, 4), dim=-1)
+    q = f[:, plan.anchor].contiguous()
+    bad = plan.candidates.clone()
+    bad[3, 2] = plan.num_merged
+    with pytest.raises(RuntimeError, match=r'candidates\[3, 2\] = 20 is not a merged token'):
+        fused._ext.ltm_mask_and_merge(z, f, q, plan.anchor, plan.movable, bad,
+                                      plan.candidate_valid, 1.0)
+    with pytest.raises(RuntimeError, match='does not describe 36 tokens'):
+        fused._ext.ltm_mask_and_merge(z, f, q, plan.anchor, plan.movable[:-1],
+                                      plan.candidates[:-1], plan.candidate_valid[:-1], 1.0)

@@ -137,15 +137,167 @@ void merge_cells(const CellMergeArgs& a, int64_t begin, int64_t end) {
 // out_n = base_n + delta_{a(n)} for the rows begin..end of the flattened (B, N)
 MMLTM_SIMD_CLONES
 void add_gathered_rows(const float* bp, const float* dp, const int64_t* ap, float* op,
-                       int64_t N, int64_t C, int64_t K, int64_t begin, int64_t end) {
+                       int64_t N, int64_t C, int64_t K, int64_t a_stride, int64_t begin,
+                       int64_t end) {
   for (int64_t bn = begin; bn < end; ++bn) {
     const int64_t b = bn / N, n = bn % N;
     const float* x = bp + bn * C;
-    const float* d = dp + (b * K + ap[n]) * C;
+    const float* d = dp + (b * K + ap[b * a_stride + n]) * C;
     float* o = op + bn * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) o[c] = x[c] + d[c];
   }
+}
+
+// ---------------------------------------------------------------------------
+// The learned LTM mask module (TokenMerger, (M3)-(M5) of mask_module.py), at
+// inference: the features f (B, N, d) and the representatives q (B, K, d),
+// both unit-norm, come from PyTorch (a small matmul); this kernel assigns
+// every movable token to the most similar of its candidate cells, computes
+// the soft weights and the merged tokens.
+
+struct LTMArgs {
+  const float* z;         // (B, N, C)
+  const float* f;         // (B, N, d)
+  const float* q;         // (B, K, d)
+  const int64_t* anchor;  // (K)
+  const int64_t* movable; // (M)
+  const int64_t* cand;    // (M, J)
+  const bool* valid;      // (M, J)
+  int64_t* assign;        // (B, N) out
+  float* weight;          // (B, N) out (first exp(eta (s - 1)), then normalised)
+  float* denom;           // (B, K) scratch
+  float* merged;          // (B, K, C) out
+  int64_t N, C, K, M, J, d;
+  float step;
+};
+
+// (M3) and the numerators of (M4) for sample b
+MMLTM_SIMD_CLONES
+void ltm_assign_sample(const LTMArgs& a, int64_t b) {
+  const int64_t N = a.N, K = a.K, M = a.M, J = a.J, d = a.d;
+  const float* fb = a.f + b * N * d;
+  const float* qb = a.q + b * K * d;
+  int64_t* ab = a.assign + b * N;
+  float* wb = a.weight + b * N;
+  float* db = a.denom + b * K;
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t n = a.anchor[k];
+    ab[n] = k;
+    const float e = std::exp(a.step * (dot(fb + n * d, qb + k * d, d) - 1.f));
+    wb[n] = e;
+    db[k] = e;
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    const int64_t n = a.movable[m];
+    const float* fn = fb + n * d;
+    const int64_t* cm = a.cand + m * J;
+    const bool* vm = a.valid + m * J;
+    int64_t best = cm[0];
+    float best_s = dot(fn, qb + best * d, d);
+    for (int64_t j = 1; j < J; ++j) {
+      if (!vm[j]) continue;
+      const float s = dot(fn, qb + cm[j] * d, d);
+      if (s > best_s) { best_s = s; best = cm[j]; }  // ties keep the own cell
+    }
+    ab[n] = best;
+    const float e = std::exp(a.step * (best_s - 1.f));
+    wb[n] = e;
+    db[best] += e;
+  }
+  for (int64_t n = 0; n < N; ++n) wb[n] /= db[ab[n]];
+}
+
+// (M5) merged[b, :, c0:c1] for the (sample, channel chunk) pairs begin..end
+MMLTM_SIMD_CLONES
+void ltm_merge_chunks(const LTMArgs& a, int64_t chunk, int64_t n_chunks, int64_t begin,
+                      int64_t end) {
+  const int64_t N = a.N, C = a.C, K = a.K;
+  for (int64_t bc = begin; bc < end; ++bc) {
+    const int64_t b = bc / n_chunks, c0 = (bc % n_chunks) * chunk;
+    const int64_t len = std::min(chunk, C - c0);
+    const float* zb = a.z + b * N * C + c0;
+    const int64_t* ab = a.assign + b * N;
+    const float* wb = a.weight + b * N;
+    float* mb = a.merged + b * K * C + c0;
+    for (int64_t k = 0; k < K; ++k) {  // anchors first: no zero-fill pass
+      const int64_t n = a.anchor[k];
+      const float w = wb[n];
+      const float* zn = zb + n * C;
+      float* out = mb + k * C;
+#pragma omp simd
+      for (int64_t c = 0; c < len; ++c) out[c] = w * zn[c];
+    }
+    for (int64_t m = 0; m < a.M; ++m) {
+      const int64_t n = a.movable[m];
+      const float w = wb[n];
+      const float* zn = zb + n * C;
+      float* out = mb + ab[n] * C;
+#pragma omp simd
+      for (int64_t c = 0; c < len; ++c) out[c] += w * zn[c];
+    }
+  }
+}
+
+std::vector<at::Tensor> ltm_mask_and_merge(const at::Tensor& z, const at::Tensor& f,
+                                           const at::Tensor& q, const at::Tensor& anchor,
+                                           const at::Tensor& movable,
+                                           const at::Tensor& candidates,
+                                           const at::Tensor& valid, double eta) {
+  TORCH_CHECK(z.device().is_cpu() && z.scalar_type() == at::kFloat && z.dim() == 3 &&
+                  z.is_contiguous(),
+              "ltm fused ops: z must be a contiguous (B, N, C) float32 CPU tensor");
+  const int64_t B = z.size(0), N = z.size(1), C = z.size(2);
+  const int64_t K = anchor.numel(), M = movable.numel();
+  TORCH_CHECK(f.scalar_type() == at::kFloat && f.is_contiguous() && f.dim() == 3 &&
+                  f.size(0) == B && f.size(1) == N,
+              "ltm fused ops: f must be a contiguous (B, N, d) float32 tensor");
+  const int64_t d = f.size(2);
+  TORCH_CHECK(q.scalar_type() == at::kFloat && q.is_contiguous() && q.dim() == 3 &&
+                  q.size(0) == B && q.size(1) == K && q.size(2) == d,
+              "ltm fused ops: q must be a contiguous (B, K, d) float32 tensor");
+  TORCH_CHECK(anchor.scalar_type() == at::kLong && movable.scalar_type() == at::kLong &&
+                  candidates.scalar_type() == at::kLong && valid.scalar_type() == at::kBool &&
+                  anchor.is_contiguous() && movable.is_contiguous() &&
+                  candidates.is_contiguous() && valid.is_contiguous() &&
+                  candidates.dim() == 2 && candidates.size(0) == M &&
+                  valid.sizes() == candidates.sizes() && K + M == N && K >= 1,
+              "ltm fused ops: the grid plan (anchor, movable, candidates, valid) does not "
+              "describe ", N, " tokens");
+  const int64_t J = candidates.size(1);
+  const int64_t* ap = anchor.data_ptr<int64_t>();
+  const int64_t* mp = movable.data_ptr<int64_t>();
+  const int64_t* cp = candidates.data_ptr<int64_t>();
+  for (int64_t k = 0; k < K; ++k)
+    TORCH_CHECK(ap[k] >= 0 && ap[k] < N, "ltm fused ops: anchor[", k, "] = ", ap[k],
+                " is out of range [0, ", N, ")");
+  for (int64_t m = 0; m < M; ++m)
+    TORCH_CHECK(mp[m] >= 0 && mp[m] < N, "ltm fused ops: movable[", m, "] = ", mp[m],
+                " is out of range [0, ", N, ")");
+  for (int64_t i = 0; i < M * J; ++i)
+    TORCH_CHECK(cp[i] >= 0 && cp[i] < K, "ltm fused ops: candidates[", i / J, ", ", i % J,
+                "] = ", cp[i], " is not a merged token (there are ", K, ")");
+  auto assign = at::empty({B, N}, z.options().dtype(at::kLong));
+  auto weight = at::empty({B, N}, z.options());
+  auto denom = at::empty({B, K}, z.options());
+  auto merged = at::empty({B, K, C}, z.options());
+  const LTMArgs args{z.data_ptr<float>(), f.data_ptr<float>(), q.data_ptr<float>(), ap, mp,
+                     cp, valid.data_ptr<bool>(), assign.data_ptr<int64_t>(),
+                     weight.data_ptr<float>(), denom.data_ptr<float>(),
+                     merged.data_ptr<float>(), N, C, K, M, J, d,
+                     static_cast<float>(eta)};
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) ltm_assign_sample(args, b);
+  });
+  // split the channels too, so that one image still uses every thread
+  const int64_t threads = at::get_num_threads();
+  const int64_t want = std::max<int64_t>(1, (4 * threads + B - 1) / B);
+  const int64_t chunk = std::max<int64_t>(16, ((C + want - 1) / want + 15) / 16 * 16);
+  const int64_t n_chunks = (C + chunk - 1) / chunk;
+  at::parallel_for(0, B * n_chunks, 1, [&](int64_t begin, int64_t end) {
+    ltm_merge_chunks(args, chunk, n_chunks, begin, end);
+  });
+  return {assign, weight, merged};
 }
 
 }  // namespace
@@ -191,9 +343,11 @@ at::Tensor unmerge_add(const at::Tensor& base, const at::Tensor& delta,
                   delta.scalar_type() == at::kFloat && base.dim() == 3 && delta.dim() == 3 &&
                   base.is_contiguous() && delta.is_contiguous(),
               "ltm fused ops: base and delta must be contiguous 3-d float32 CPU tensors");
+  const bool per_sample = assign.dim() == 2;
   TORCH_CHECK(assign.scalar_type() == at::kLong && assign.is_contiguous() &&
-                  assign.numel() == base.size(1),
-              "ltm fused ops: assign must be int64 with one entry per token");
+                  assign.size(-1) == base.size(1) &&
+                  (!per_sample || assign.size(0) == base.size(0)),
+              "ltm fused ops: assign must be int64, (N,) or (B, N), one entry per token");
   TORCH_CHECK(delta.size(0) == base.size(0) && delta.size(2) == base.size(2),
               "ltm fused ops: base ", base.sizes(), " and delta ", delta.sizes(),
               " do not match");
@@ -203,12 +357,13 @@ at::Tensor unmerge_add(const at::Tensor& base, const at::Tensor& delta,
   const float* dp = delta.data_ptr<float>();
   const int64_t* ap = assign.data_ptr<int64_t>();
   float* op = out.data_ptr<float>();
-  for (int64_t n = 0; n < N; ++n)
+  for (int64_t n = 0; n < assign.numel(); ++n)
     TORCH_CHECK(ap[n] >= 0 && ap[n] < K, "ltm fused ops: assign[", n, "] = ", ap[n],
                 " is not a merged token (there are ", K, ")");
+  const int64_t a_stride = per_sample ? N : 0;
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(C, 1));
   at::parallel_for(0, B * N, grain, [&](int64_t begin, int64_t end) {
-    add_gathered_rows(bp, dp, ap, op, N, C, K, begin, end);
+    add_gathered_rows(bp, dp, ap, op, N, C, K, a_stride, begin, end);
   });
   return out;
 }
@@ -218,4 +373,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mask_and_merge", &mask_and_merge,
         "(G2)-(G4): soft weights (B, N) and merged tokens (B, N', C)");
   m.def("unmerge_add", &unmerge_add, "base + unmerge(delta): (B, N, C)");
+  m.def("ltm_mask_and_merge", &ltm_mask_and_merge,
+        "(M3)-(M5): assignment (B, N), soft weights (B, N), merged tokens (B, N', C)");
 }
