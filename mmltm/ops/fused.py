@@ -106,14 +106,17 @@ def mask_and_merge(z: torch.Tensor, prior: Optional[torch.Tensor],
                                cell_ptr, cell_tokens, float(eta))
 
 
-def ltm_mask_and_merge(z: torch.Tensor, features: torch.Tensor, reps: torch.Tensor,
-                       plan, eta: float):
-    """Kernel of (M3)-(M5) of :class:`~mmltm.ops.mask_module.TokenMerger`:
-    ``(assign (B, N), weight (B, N), merged (B, N', C))`` from the unit-norm
-    features ``(B, N, d)`` and representatives ``(B, N', d)``."""
-    return _ext.ltm_mask_and_merge(z.contiguous(), features.contiguous(), reps.contiguous(),
-                                   plan.anchor, plan.movable, plan.candidates,
-                                   plan.candidate_valid, float(eta))
+def ltm_mask_and_merge(z: torch.Tensor, proj_z: torch.Tensor, prior, plan, eta: float):
+    """Kernel of (M1)-(M5) of :class:`~mmltm.ops.mask_module.TokenMerger`:
+    ``(assign (B, N), weight (B, N), merged (B, N', C))`` from the tokens, their
+    projection ``P' z`` ``(B, N, d)`` (not yet normalised) and the prior mask
+    (a :class:`~mmltm.ops.MergeMask` or None)."""
+    empty = z.new_empty(0)
+    return _ext.ltm_mask_and_merge(
+        z.contiguous(), proj_z,
+        empty.long() if prior is None else prior.assign.contiguous(),
+        empty if prior is None else prior.weight.contiguous(),
+        plan.anchor, plan.movable, plan.candidates, plan.candidate_valid, float(eta))
 
 
 def unmerge_add(base: torch.Tensor, delta: torch.Tensor,

@@ -224,28 +224,29 @@ class TokenMerger(_MaskModule):
         return f'compression_ratio={self.compression_ratio}, dims={self.dims}, ' \
                f'feat_dims={self.feat_dims}'
 
-    def features(self, z: torch.Tensor) -> torch.Tensor:
-        """(M1) unit-norm features ``(B, N, d)`` in float32."""
+    def features(self, z: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+        """(M1) the features ``(B, N, d)`` in float32, unit-norm unless
+        ``normalise=False``."""
         # P (z - mean_c z) = (P - row means of P) z: the centring is folded
         # into the weight, so the features cost one small matmul
         proj = self.proj.float()
-        return F.normalize(F.linear(z, proj - proj.mean(1, keepdim=True)), dim=-1, eps=1e-12)
+        f = F.linear(z.float(), proj - proj.mean(1, keepdim=True))
+        return F.normalize(f, dim=-1, eps=1e-12) if normalise else f
 
     def _build(self, z, hw, prev):
         plan = self._plan(z, hw, prev)
         B, K = z.shape[0], plan.num_merged
-        fuse = fused.can_fuse([z] if prev is None else [z, prev.weight],
-                              [self.proj, self.log_step])
+        if fused.can_fuse([z] if prev is None else [z, prev.weight],
+                          [self.proj, self.log_step]):
+            assign, weight, merged = fused.ltm_mask_and_merge(
+                z, self.features(z, normalise=False), prev, plan, float(self.step))
+            return MergeMask(assign, weight, K, plan.grid, plan.merged_grid, plan), merged
         with torch.autocast(device_type=z.device.type, enabled=False):
-            f = self.features(z.float())
+            f = self.features(z)
             if prev is None:  # (M2) anchors' features
                 q = f.index_select(1, plan.anchor)
             else:
                 q = F.normalize(cell_sum(f, prev, prev.weight.float()), dim=-1, eps=1e-12)
-            if fuse:
-                assign, weight, merged = fused.ltm_mask_and_merge(z, f, q, plan,
-                                                                  float(self.step))
-                return MergeMask(assign, weight, K, plan.grid, plan.merged_grid, plan), merged
             # (M3) each movable token against the 9 cells around its own
             fm = f.index_select(1, plan.movable)  # (B, M, d)
             M, nc = plan.candidates.shape

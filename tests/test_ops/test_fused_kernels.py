@@ -175,18 +175,23 @@ def test_ltm_kernel_equals_reference_uniform_and_chained(batch, hw, channels, ra
     torch.testing.assert_close(out, z2 + unmerge_tokens(delta, mask2), rtol=0, atol=0)
 
 
-def test_ltm_kernel_rejects_a_plan_that_does_not_fit():
+def test_ltm_kernel_rejects_a_plan_or_prior_that_does_not_fit():
     merger = TokenMerger(0.5, dims=8)
     z = torch.randn(1, 36, 8)
-    mask = merger(z, (6, 6))
-    plan = mask.plan
-    f = torch.nn.functional.normalize(torch.randn(1, 36, 4), dim=-1)
-    q = f[:, plan.anchor].contiguous()
+    prev = merger(z, (6, 6))
+    plan = prev.plan
+    f = torch.randn(1, 36, 4)
+    none_l, none_f = torch.empty(0, dtype=torch.long), torch.empty(0)
     bad = plan.candidates.clone()
     bad[3, 2] = plan.num_merged
     with pytest.raises(RuntimeError, match=r'candidates\[3, 2\] = 20 is not a merged token'):
-        fused._ext.ltm_mask_and_merge(z, f, q, plan.anchor, plan.movable, bad,
+        fused._ext.ltm_mask_and_merge(z, f, none_l, none_f, plan.anchor, plan.movable, bad,
                                       plan.candidate_valid, 1.0)
     with pytest.raises(RuntimeError, match='does not describe 36 tokens'):
-        fused._ext.ltm_mask_and_merge(z, f, q, plan.anchor, plan.movable[:-1],
+        fused._ext.ltm_mask_and_merge(z, f, none_l, none_f, plan.anchor, plan.movable[:-1],
                                       plan.candidates[:-1], plan.candidate_valid[:-1], 1.0)
+    wrong = prev.assign.clone()
+    wrong[0, 5] = -1
+    with pytest.raises(RuntimeError, match='prior assign entry 5 = -1 is not a merged token'):
+        fused._ext.ltm_mask_and_merge(z, f, wrong, prev.weight, plan.anchor, plan.movable,
+                                      plan.candidates, plan.candidate_valid, 1.0)

@@ -150,16 +150,20 @@ void add_gathered_rows(const float* bp, const float* dp, const int64_t* ap, floa
 }
 
 // ---------------------------------------------------------------------------
-// The learned LTM mask module (TokenMerger, (M3)-(M5) of mask_module.py), at
-// inference: the features f (B, N, d) and the representatives q (B, K, d),
-// both unit-norm, come from PyTorch (a small matmul); this kernel assigns
-// every movable token to the most similar of its candidate cells, computes
-// the soft weights and the merged tokens.
+// The learned LTM mask module (TokenMerger, (M1)-(M5) of mask_module.py), at
+// inference: the projected features P'z (B, N, d) come from PyTorch (one
+// small matmul); this kernel normalises them, forms the representatives
+// (M2) from the anchors or the prior mask, assigns every movable token to the
+// most similar of its candidate cells (M3), computes the soft weights (M4)
+// and the merged tokens (M5).
 
 struct LTMArgs {
   const float* z;         // (B, N, C)
-  const float* f;         // (B, N, d)
-  const float* q;         // (B, K, d)
+  float* f;               // (B, N, d) scratch: the unit-norm features
+  float* q;               // (B, K, d) scratch: the unit-norm representatives
+  const int64_t* prior_assign;  // (N) or (B, N), or nullptr (no prior)
+  const float* prior_weight;    // (B, N) or nullptr
+  int64_t prior_stride;         // 0 for a shared prior assignment, else N
   const int64_t* anchor;  // (K)
   const int64_t* movable; // (M)
   const int64_t* cand;    // (M, J)
@@ -172,15 +176,38 @@ struct LTMArgs {
   float step;
 };
 
-// (M3) and the numerators of (M4) for sample b
+inline void normalise_rows(float* x, int64_t rows, int64_t d) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* v = x + r * d;
+    const float inv = 1.f / std::max(std::sqrt(dot(v, v, d)), 1e-12f);
+    for (int64_t i = 0; i < d; ++i) v[i] *= inv;
+  }
+}
+
+// (M1)-(M4) for sample b: features, representatives, assignment, weights
 MMLTM_SIMD_CLONES
 void ltm_assign_sample(const LTMArgs& a, int64_t b) {
   const int64_t N = a.N, K = a.K, M = a.M, J = a.J, d = a.d;
-  const float* fb = a.f + b * N * d;
-  const float* qb = a.q + b * K * d;
+  float* fb = a.f + b * N * d;
+  float* qb = a.q + b * K * d;
   int64_t* ab = a.assign + b * N;
   float* wb = a.weight + b * N;
   float* db = a.denom + b * K;
+  normalise_rows(fb, N, d);
+  if (a.prior_assign == nullptr) {  // (M2) the anchors' features
+    for (int64_t k = 0; k < K; ++k)
+      std::copy(fb + a.anchor[k] * d, fb + (a.anchor[k] + 1) * d, qb + k * d);
+  } else {  // (M2) merged features under the prior G(l-1)
+    std::fill(qb, qb + K * d, 0.f);
+    const int64_t* pa = a.prior_assign + b * a.prior_stride;
+    const float* pw = a.prior_weight + b * N;
+    for (int64_t n = 0; n < N; ++n) {
+      float* qk = qb + pa[n] * d;
+      const float w = pw[n];
+      for (int64_t i = 0; i < d; ++i) qk[i] += w * fb[n * d + i];
+    }
+    normalise_rows(qb, K, d);
+  }
   for (int64_t k = 0; k < K; ++k) {
     const int64_t n = a.anchor[k];
     ab[n] = k;
@@ -239,8 +266,10 @@ void ltm_merge_chunks(const LTMArgs& a, int64_t chunk, int64_t n_chunks, int64_t
   }
 }
 
-std::vector<at::Tensor> ltm_mask_and_merge(const at::Tensor& z, const at::Tensor& f,
-                                           const at::Tensor& q, const at::Tensor& anchor,
+std::vector<at::Tensor> ltm_mask_and_merge(const at::Tensor& z, const at::Tensor& proj_z,
+                                           const at::Tensor& prior_assign,
+                                           const at::Tensor& prior_weight,
+                                           const at::Tensor& anchor,
                                            const at::Tensor& movable,
                                            const at::Tensor& candidates,
                                            const at::Tensor& valid, double eta) {
@@ -249,13 +278,21 @@ std::vector<at::Tensor> ltm_mask_and_merge(const at::Tensor& z, const at::Tensor
               "ltm fused ops: z must be a contiguous (B, N, C) float32 CPU tensor");
   const int64_t B = z.size(0), N = z.size(1), C = z.size(2);
   const int64_t K = anchor.numel(), M = movable.numel();
-  TORCH_CHECK(f.scalar_type() == at::kFloat && f.is_contiguous() && f.dim() == 3 &&
-                  f.size(0) == B && f.size(1) == N,
-              "ltm fused ops: f must be a contiguous (B, N, d) float32 tensor");
-  const int64_t d = f.size(2);
-  TORCH_CHECK(q.scalar_type() == at::kFloat && q.is_contiguous() && q.dim() == 3 &&
-                  q.size(0) == B && q.size(1) == K && q.size(2) == d,
-              "ltm fused ops: q must be a contiguous (B, K, d) float32 tensor");
+  TORCH_CHECK(proj_z.scalar_type() == at::kFloat && proj_z.dim() == 3 &&
+                  proj_z.size(0) == B && proj_z.size(1) == N,
+              "ltm fused ops: the projected features must be a (B, N, d) float32 tensor");
+  const int64_t d = proj_z.size(2);
+  const bool has_prior = prior_assign.numel() > 0;
+  TORCH_CHECK(!has_prior ||
+                  (prior_assign.scalar_type() == at::kLong && prior_assign.is_contiguous() &&
+                   prior_assign.size(-1) == N &&
+                   (prior_assign.dim() == 1 ||
+                    (prior_assign.dim() == 2 && prior_assign.size(0) == B)) &&
+                   prior_weight.scalar_type() == at::kFloat && prior_weight.is_contiguous() &&
+                   prior_weight.dim() == 2 && prior_weight.size(0) == B &&
+                   prior_weight.size(1) == N),
+              "ltm fused ops: the prior must be an int64 assignment (N,) or (B, N) and "
+              "float32 weights (B, N)");
   TORCH_CHECK(anchor.scalar_type() == at::kLong && movable.scalar_type() == at::kLong &&
                   candidates.scalar_type() == at::kLong && valid.scalar_type() == at::kBool &&
                   anchor.is_contiguous() && movable.is_contiguous() &&
@@ -277,11 +314,22 @@ std::vector<at::Tensor> ltm_mask_and_merge(const at::Tensor& z, const at::Tensor
   for (int64_t i = 0; i < M * J; ++i)
     TORCH_CHECK(cp[i] >= 0 && cp[i] < K, "ltm fused ops: candidates[", i / J, ", ", i % J,
                 "] = ", cp[i], " is not a merged token (there are ", K, ")");
+  if (has_prior) {
+    const int64_t* pa = prior_assign.data_ptr<int64_t>();
+    for (int64_t i = 0; i < prior_assign.numel(); ++i)
+      TORCH_CHECK(pa[i] >= 0 && pa[i] < K, "ltm fused ops: prior assign entry ", i, " = ",
+                  pa[i], " is not a merged token (there are ", K, ")");
+  }
+  auto f = proj_z.contiguous().clone();
+  auto q = at::empty({B, K, d}, z.options());
   auto assign = at::empty({B, N}, z.options().dtype(at::kLong));
   auto weight = at::empty({B, N}, z.options());
   auto denom = at::empty({B, K}, z.options());
   auto merged = at::empty({B, K, C}, z.options());
-  const LTMArgs args{z.data_ptr<float>(), f.data_ptr<float>(), q.data_ptr<float>(), ap, mp,
+  const LTMArgs args{z.data_ptr<float>(), f.data_ptr<float>(), q.data_ptr<float>(),
+                     has_prior ? prior_assign.data_ptr<int64_t>() : nullptr,
+                     has_prior ? prior_weight.data_ptr<float>() : nullptr,
+                     has_prior && prior_assign.dim() == 2 ? N : 0, ap, mp,
                      cp, valid.data_ptr<bool>(), assign.data_ptr<int64_t>(),
                      weight.data_ptr<float>(), denom.data_ptr<float>(),
                      merged.data_ptr<float>(), N, C, K, M, J, d,
@@ -374,5 +422,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(G2)-(G4): soft weights (B, N) and merged tokens (B, N', C)");
   m.def("unmerge_add", &unmerge_add, "base + unmerge(delta): (B, N, C)");
   m.def("ltm_mask_and_merge", &ltm_mask_and_merge,
-        "(M3)-(M5): assignment (B, N), soft weights (B, N), merged tokens (B, N', C)");
+        "(M1)-(M5): assignment (B, N), soft weights (B, N), merged tokens (B, N', C)");
 }
