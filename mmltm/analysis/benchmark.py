@@ -9,9 +9,10 @@ boxes survive (:func:`~.models.fix_detector_workload` fixes it).
 """
 import os
 from functools import partial
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
+import torch.nn as nn
 
 from .flops import part_flops, part_params
 from .machine import kernels_state, machine_info
@@ -40,6 +41,7 @@ def run_benchmark(config: str, baseline: Optional[str] = None,
                   device: str = 'cpu', timer: str = 'wall', memory: str = 'auto',
                   fix_proposals: bool = False, overhead: bool = False,
                   kernels: str = 'auto', cfg_options: Optional[dict] = None,
+                  wrap: Optional[Callable[[nn.Module], nn.Module]] = None,
                   log=partial(print, flush=True)) -> Dict:
     """Measure the model of ``config`` (and of ``baseline``).
 
@@ -60,6 +62,8 @@ def run_benchmark(config: str, baseline: Optional[str] = None,
             baseline of the same block layout, :func:`~.overhead.merging_bound`.
         kernels: see :func:`~.machine.kernels_state`.
         cfg_options: overrides applied to both configs.
+        wrap: applied to the timed module of both models (e.g.
+            ``torch.compile``; FLOPs and memory are of the unwrapped ones).
         log: called with one progress line per measured model and cell.
 
     Returns:
@@ -90,7 +94,7 @@ def run_benchmark(config: str, baseline: Optional[str] = None,
         for hw in sizes_hw:
             for batch in batches:
                 data = {role: make_batch(m, hw, batch) for role, m in models.items()}
-                fns = [part_runner(models[role], p, data[role]) for role in models]
+                fns = [part_runner(models[role], p, data[role], wrap) for role in models]
                 with torch.inference_mode():
                     outs = [fn() for fn in fns]
                 times = time_interleaved(fns, runs, warmup, device, timer)

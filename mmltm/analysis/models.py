@@ -184,15 +184,25 @@ def part_module(model: nn.Module, part: str) -> nn.Module:
     return model.backbone if check_part(part) == 'backbone' else model
 
 
-def part_runner(model: nn.Module, part: str, data: Dict) -> Callable[[], object]:
-    """A no-argument callable running ``part`` once on ``data``: the
-    backbone on ``data['inputs']``, or the whole model in ``mode='predict'``
-    (post-processing included)."""
-    if check_part(part) == 'backbone':
-        x = data['inputs']
-        return lambda: model.backbone(x)
-    x, samples = data['inputs'], data['data_samples']
-    return lambda: model(x, samples, mode='predict')
+def part_runner(model: nn.Module, part: str, data: Dict,
+                wrap: Optional[Callable[[nn.Module], nn.Module]] = None) -> Callable[[], object]:
+    """A no-argument callable running ``part`` once on ``data``.
+
+    Args:
+        model: a model from :func:`build_model`.
+        part: ``'backbone'`` (on ``data['inputs']``) or ``'model'`` (the
+            whole model in ``mode='predict'``, post-processing included).
+        data: a batch from :func:`make_batch`.
+        wrap: applied to the module that runs (the backbone or the model),
+            e.g. ``torch.compile``; None runs it as it is.
+    """
+    module = part_module(model, part)
+    run = wrap(module) if wrap is not None else module
+    x = data['inputs']
+    if part == 'backbone':
+        return lambda: run(x)
+    samples = data['data_samples']
+    return lambda: run(x, samples, mode='predict')
 
 
 def num_detections(result) -> Optional[int]:

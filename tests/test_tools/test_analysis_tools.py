@@ -187,6 +187,33 @@ def test_module_runner_applies_autocast():
     assert timing.module_runner(lin, torch.randn(2, 4))().dtype == torch.float32
 
 
+def test_part_runner_runs_the_part_through_the_wrapper():
+    from mmltm.analysis.models import part_runner
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Linear(2, 3)
+
+        def forward(self, x, samples, mode):
+            return ('model', mode, samples)
+
+    wrapped = []
+
+    def wrap(module):  # what a --compile flag would pass (torch.compile)
+        wrapped.append(module)
+        return lambda *args, **kwargs: ('wrapped', module(*args, **kwargs))
+
+    model, x = Model(), torch.randn(1, 2)
+    data = dict(inputs=x, data_samples=['s'])
+    tag, out = part_runner(model, 'backbone', data, wrap)()
+    assert tag == 'wrapped' and torch.equal(out, model.backbone(x))
+    assert part_runner(model, 'model', data, wrap)() == ('wrapped', ('model', 'predict', ['s']))
+    assert wrapped == [model.backbone, model]
+    with pytest.raises(ValueError, match="part='neck'"):
+        part_runner(model, 'neck', data)
+
+
 class _ConvLinear(nn.Module):
     def __init__(self):
         super().__init__()
