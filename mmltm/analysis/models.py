@@ -70,8 +70,10 @@ def fix_detector_workload(cfg) -> bool:
     numbers of proposals and detections, and their NMS costs depend on the
     boxes, so their heads would do different work. Here the RPN and the
     R-CNN skip NMS (mmcv's ``batched_nms`` with ``nms_cfg=None`` only sorts
-    by score) and the R-CNN's score threshold is 0: the RoI heads always run
-    on ``rpn.max_per_img`` proposals and the mask head on ``rcnn.max_per_img``
+    by score), the RPN keeps degenerate (zero-width) proposals
+    (``min_bbox_size=-1``; random weights make some at the image border) and
+    the R-CNN's score threshold is 0: the RoI heads always run on
+    ``rpn.max_per_img`` proposals and the mask head on ``rcnn.max_per_img``
     detections, and the two detectors differ in their backbones only.
 
     Args:
@@ -87,6 +89,10 @@ def fix_detector_workload(cfg) -> bool:
         if stage_cfg is not None and 'nms' in stage_cfg:
             stage_cfg['nms'] = None
             changed = True
+    rpn = test_cfg.get('rpn')
+    if rpn is not None and rpn.get('min_bbox_size', -1) >= 0:
+        rpn['min_bbox_size'] = -1
+        changed = True
     rcnn = test_cfg.get('rcnn')
     if rcnn is not None and 'score_thr' in rcnn:
         rcnn['score_thr'] = 0.0

@@ -57,6 +57,21 @@ def test_parse_size():
             parse_size(bad)
 
 
+def test_fix_detector_workload_sets_the_documented_values():
+    from mmengine.config import Config
+
+    from mmltm.analysis.models import fix_detector_workload
+    cfg = Config(dict(model=dict(test_cfg=dict(
+        rpn=dict(nms_pre=500, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0,
+                 max_per_img=300),
+        rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=50)))))
+    assert fix_detector_workload(cfg)
+    assert cfg.model.test_cfg.rpn.to_dict() == dict(nms_pre=500, nms=None, min_bbox_size=-1,
+                                                    max_per_img=300)
+    assert cfg.model.test_cfg.rcnn.to_dict() == dict(score_thr=0.0, nms=None, max_per_img=50)
+    assert not fix_detector_workload(Config(dict(model=dict(type='ImageClassifier'))))
+
+
 def test_md_table_and_cell_formats():
     assert tables.md_table(['a', 'b c'], [[1, 'x'], [2.5, '']]) == \
         '| a | b c |\n|---|---|\n| 1 | x |\n| 2.5 |  |'
@@ -332,32 +347,38 @@ def toy_classifiers():
     return models, {role: make_batch(m, (64, 64), 1) for role, m in models.items()}
 
 
+class _MergeOnly(nn.Module):
+    """The mask module and merge of one block (``token_merger.merge``)."""
+
+    def __init__(self, merger, grid):
+        super().__init__()
+        self.merger, self.grid = merger, grid
+
+    def forward(self, z):
+        return self.merger.merge(z, self.grid, None)[1]
+
+
 def _hand_backbone_saving(ltm_model, x):
     """FLOPs the merging blocks of ``ltm_model.backbone`` save on ``x``,
     counted by hand: norm2 (5 per element) and the FFN's two linear layers
-    on N - N' fewer tokens; the mask modules' own counted FLOPs are returned
-    separately."""
-    from mmengine.analysis import FlopAnalyzer
-
+    on N - N' fewer tokens. The mask modules' own FLOPs (their merge counted
+    alone, on each block's input) are returned separately."""
     from mmltm.analysis.overhead import block_inputs, merging_blocks
     backbone = ltm_model.backbone
     blocks = merging_blocks(backbone)
-    saving, merging = 0, 0
+    saving, mask_flops, merging = 0, 0, 0
     for name, (tokens, grid) in block_inputs(backbone, blocks, x).items():
         blk = backbone.get_submodule(name)
         if blk.token_merger.is_identity(grid):
             continue
         merging += 1
-        mask, _ = blk.token_merger.merge(tokens, grid, None)
+        tokens = tokens.clone()  # a normal tensor (captured in inference mode)
+        with torch.no_grad():
+            mask, _ = blk.token_merger.merge(tokens, grid, None)
         fewer = grid[0] * grid[1] - mask.num_merged
         C, hidden = tokens.shape[-1], blk.ffn.feedforward_channels
         saving += 5 * fewer * C + 2 * fewer * C * hidden
-    with torch.no_grad():
-        analyzer = FlopAnalyzer(backbone, (x, ))
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        mask_flops = sum(v for k, v in analyzer.by_module().items()
-                         if k.endswith('token_merger'))
+        mask_flops += flops_lib.count_flops(_MergeOnly(blk.token_merger, grid), tokens)
     return saving, mask_flops, merging
 
 
