@@ -68,8 +68,8 @@ def toy_training(config: str = TOY_TRAIN_CONFIG, iters: int = 20, amp: bool = Tr
     missing.
 
     Returns:
-        ``returncode``, ``loss`` (the last logged one), ``seconds`` and the
-        log's tail.
+        ``returncode``, ``loss`` (the last logged one), ``iters``,
+        ``seconds``, the log's tail and the command.
     """
     cmd = [python, os.path.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
@@ -80,7 +80,7 @@ def toy_training(config: str = TOY_TRAIN_CONFIG, iters: int = 20, amp: bool = Tr
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
-    return dict(returncode=proc.returncode, loss=last_logged_loss(log),
+    return dict(returncode=proc.returncode, loss=last_logged_loss(log), iters=iters,
                 seconds=time.perf_counter() - t0, tail=log[-3000:], command=cmd)
 
 
@@ -89,62 +89,96 @@ def _backbone(config: str, device: str):
     return build_model(load_config(os.path.join(REPO, config)), device).backbone
 
 
+def _cuda_defaults(device: str, timer, autocast_dtype):
+    """CUDA events and fp16 on CUDA unless told otherwise."""
+    import torch
+
+    from .timing import CudaEventTimer
+    on_cuda = str(device).startswith('cuda')
+    if timer is None:
+        timer = CudaEventTimer() if on_cuda else 'wall'
+    if autocast_dtype is None and on_cuda:
+        autocast_dtype = torch.float16
+    return timer, autocast_dtype
+
+
 def latency_rows(cases: Sequence = LATENCY_CASES, runs: int = 20, warmup: int = 5,
-                 device: str = 'cuda') -> List[Dict]:
-    """Item 1-3 of the module docstring, one row per case."""
+                 device: str = 'cuda', timer=None, autocast_dtype=None) -> List[Dict]:
+    """Item 1-3 of the module docstring, one row per case.
+
+    Args:
+        cases: ``(name, LTM config, baseline config, (H, W), batch)``.
+        runs, warmup: see :func:`~.timing.time_interleaved`.
+        device: where the backbones run.
+        timer: default CUDA events on CUDA, the wall clock elsewhere.
+        autocast_dtype: default fp16 on CUDA, none elsewhere.
+    """
     import torch
 
     from .flops import count_flops
     from .memory import measure_peak_memory_here
-    from .timing import CudaEventTimer, compare_latency, module_runner
+    from .timing import compare_latency, module_runner
+    timer, autocast_dtype = _cuda_defaults(device, timer, autocast_dtype)
     rows = []
     for name, ltm_cfg, base_cfg, hw, batch in cases:
         ltm, base = _backbone(ltm_cfg, device), _backbone(base_cfg, device)
         x = torch.randn(batch, 3, *hw, device=device)
         res = compare_latency(ltm, base, x, runs=runs, warmup=warmup, device=device,
-                              timer=CudaEventTimer(), autocast_dtype=torch.float16)
+                              timer=timer, autocast_dtype=autocast_dtype)
         flops = [count_flops(m, x[:1]) for m in (ltm, base)]
-        mem = [measure_peak_memory_here(module_runner(m, x, torch.float16, device), device)
+        mem = [measure_peak_memory_here(module_runner(m, x, autocast_dtype, device), device)
                for m in (ltm, base)]
         rows.append(dict(case=name, ltm_ms=res['a']['median_ms'], base_ms=res['b']['median_ms'],
                          latency_ratio=res['latency_ratio'],
                          paired=res['paired_latency_ratio'], flops_ratio=flops[0] / flops[1],
                          ltm_mem=mem[0], base_mem=mem[1]))
         del ltm, base, x
-        torch.cuda.empty_cache()
+        if str(device).startswith('cuda'):
+            torch.cuda.empty_cache()
     return rows
 
 
-def compile_row(runs: int = 20, warmup: int = 3, device: str = 'cuda') -> Dict:
-    """Item 5: graph count of the LTM-Swin-T backbone at 224² batch 64
-    under ``torch._dynamo.explain``, and compiled vs eager latency (fp16
-    autocast, CUDA events; compilation happens in the warm-up)."""
+def compile_row(case: Sequence = LATENCY_CASES[0], runs: int = 20, warmup: int = 3,
+                device: str = 'cuda', timer=None, autocast_dtype=None,
+                backend: str = 'inductor') -> Dict:
+    """Item 5: graph count of the LTM backbone of ``case`` (default LTM-Swin-T
+    at 224² batch 64) under ``torch._dynamo.explain``, and compiled vs eager
+    latency (compilation happens in the warm-up). ``timer`` and
+    ``autocast_dtype`` as :func:`latency_rows`; ``backend`` of
+    ``torch.compile``."""
     import torch
 
-    from .timing import CudaEventTimer, compare_latency
-    name, ltm_cfg, _, hw, batch = LATENCY_CASES[0]
+    from .timing import compare_latency
+    timer, autocast_dtype = _cuda_defaults(device, timer, autocast_dtype)
+    name, ltm_cfg, _, hw, batch = case
     model = _backbone(ltm_cfg, device)
     x = torch.randn(batch, 3, *hw, device=device)
     with torch.no_grad():
         explained = torch._dynamo.explain(model)(x)
     torch._dynamo.reset()
     t0 = time.perf_counter()
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, backend=backend)
     res = compare_latency(compiled, model, x, runs=runs, warmup=max(1, warmup), device=device,
-                          timer=CudaEventTimer(), autocast_dtype=torch.float16)
+                          timer=timer, autocast_dtype=autocast_dtype)
     return dict(case=name, graphs=explained.graph_count, breaks=explained.graph_break_count,
                 compiled_ms=res['a']['median_ms'], eager_ms=res['b']['median_ms'],
                 ratio=res['latency_ratio'], seconds=time.perf_counter() - t0)
 
 
-def report(latency: List[Dict], train: Optional[Dict], compiled: Optional[Dict]) -> str:
-    """The printed markdown."""
+def device_line() -> str:
+    """The GPU, torch and CUDA versions, and how latency was measured."""
     import torch
-
-    from .tables import fmt_mb, md_table
     props = torch.cuda.get_device_properties(0)
-    out = [f'GPU: {props.name} ({props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, '
-           f'CUDA {torch.version.cuda}; fp16 autocast, interleaved runs, CUDA events.', '']
+    return (f'GPU: {props.name} ({props.total_memory / 2**30:.0f} GiB), torch '
+            f'{torch.__version__}, CUDA {torch.version.cuda}; fp16 autocast, interleaved runs, '
+            'CUDA events.')
+
+
+def report(latency: List[Dict], train: Optional[Dict], compiled: Optional[Dict],
+           header: Optional[str] = None) -> str:
+    """The printed markdown (``header``: default :func:`device_line`)."""
+    from .tables import fmt_mb, md_table
+    out = [device_line() if header is None else header, '']
     out.append(md_table(
         ['case', 'LTM-Swin-T ms', 'Swin-T ms', 'latency ratio (medians)',
          'paired ratio, median [IQR]', 'FLOPs ratio', 'peak mem LTM / Swin-T (MB)'],
@@ -154,7 +188,8 @@ def report(latency: List[Dict], train: Optional[Dict], compiled: Optional[Dict])
          for r in latency]))
     if train is not None:
         state = 'ok' if train['returncode'] == 0 else f"FAILED (exit {train['returncode']})"
-        out += ['', f"Toy Mask R-CNN LTM-Swin-T, 20 iterations, AMP: {state}, last logged "
+        out += ['', f"Toy Mask R-CNN LTM-Swin-T, {train.get('iters', 20)} iterations, "
+                f"AMP: {state}, last logged "
                 f"loss {train['loss']}, {train['seconds']:.0f} s"]
         if train['returncode'] != 0:
             out += ['```', train['tail'], '```']

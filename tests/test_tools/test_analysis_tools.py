@@ -623,3 +623,27 @@ def test_gpu_check_reads_the_last_logged_loss():
            'loss_cls: 0.1\n')
     assert last_logged_loss(log) == pytest.approx(0.275)
     assert last_logged_loss('no losses here') is None
+
+
+def test_gpu_check_latency_rows_and_report_on_cpu():
+    """The GPU check's measuring code, run on CPU on the toy pair (fp32,
+    wall clock, one run): FLOPs ratio from an independent count, latency
+    ratio from the medians, and the table row it prints."""
+    from mmltm.analysis import gpu_check
+    from mmltm.analysis.flops import count_flops
+    from mmltm.analysis.models import build_model, load_config
+    case = ('toy 64x64 b2', CLS_LTM, CLS_BASE, (64, 64), 2)
+    [row] = gpu_check.latency_rows([case], runs=1, warmup=0, device='cpu')
+    x = torch.randn(1, 3, 64, 64)
+    ltm, base = (build_model(load_config(c)).backbone for c in (CLS_LTM, CLS_BASE))
+    assert row['flops_ratio'] == pytest.approx(count_flops(ltm, x) / count_flops(base, x))
+    assert row['latency_ratio'] == pytest.approx(row['ltm_ms'] / row['base_ms'])
+    assert row['paired']['median'] == pytest.approx(row['latency_ratio'])  # one run
+    text = gpu_check.report([row], dict(returncode=0, loss=1.25, seconds=3.0, tail=''), None,
+                            header='HEADER')
+    lines = text.splitlines()
+    assert lines[0] == 'HEADER'
+    assert lines[4].startswith(f"| toy 64x64 b2 | {row['ltm_ms']:.2f} | {row['base_ms']:.2f} | "
+                               f"{row['latency_ratio']:.3f} | ")
+    assert lines[-1] == ('Toy Mask R-CNN LTM-Swin-T, 20 iterations, AMP: ok, last logged loss '
+                         '1.25, 3 s')
