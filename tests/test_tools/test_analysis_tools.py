@@ -521,6 +521,15 @@ def test_peak_memory_measures_a_known_allocation():
     assert 0.9 * nbytes <= peak <= 1.5 * nbytes
 
 
+def test_memory_probe_of_a_config_runs_in_a_fresh_process():
+    """``measure_peak_memory`` on CPU runs ``python -m mmltm.analysis.memory``
+    on the job; a failed probe would give None (and its error on stderr).
+    The toy backbone's activations at 64x64 are a few MiB, not GiB."""
+    from mmltm.analysis.memory import measure_peak_memory
+    peak = measure_peak_memory(CLS_LTM, None, 'backbone', (64, 64), 1, 1, 'cpu')
+    assert peak is not None and 2**20 < peak < 2**30
+
+
 def test_sweep_ratio_writes_csv_and_png(tmp_path, capsys):
     sweep = _tool('sweep_ratio')
     rows = sweep['main']([CLS_LTM, '--ratios', '1.0', '0.6', '--modes', 'ltm', 'tome',
