@@ -288,6 +288,15 @@ def test_import_mmltm_does_not_import_the_analysis_library():
     assert proc.stdout.strip() == "['mmltm.analysis.timing']"
 
 
+def test_every_exported_name_resolves():
+    import mmltm.analysis as analysis
+    for name in analysis.__all__:
+        assert callable(getattr(analysis, name)) or name == 'PARTS', name
+    assert analysis.PARTS == ('backbone', 'model')
+    with pytest.raises(AttributeError, match='no attribute'):
+        analysis.not_a_name
+
+
 def test_tools_load_no_module_by_file_path():
     for name in sorted(os.listdir(TOOLS)):
         if name.endswith('.py'):
