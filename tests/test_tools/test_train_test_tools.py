@@ -249,6 +249,11 @@ def test_resume(seg_run, tmp_path, in_repo):
             'train_cfg.max_iters=3', 'train_cfg.val_interval=100'
         ]))
     assert 'resumed epoch: 0, iter: 2' in proc.log
+    # CheckpointGuardHook (added by tools/train.py): the RNG state travels
+    assert set(ckpt2['meta']['rng_state']) >= {'python', 'numpy', 'torch'}
+    assert (f'CheckpointGuardHook: resuming from {work_dir / "iter_2.pth"}'
+            in proc.log)
+    assert 'restored the python, numpy and torch RNG states' in proc.log
     ckpt3 = torch.load(work_dir / 'iter_3.pth', weights_only=False)
     assert ckpt3['meta']['iter'] == 3
     changed = [
@@ -261,7 +266,8 @@ def test_resume(seg_run, tmp_path, in_repo):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmltm.engine import prepare_runner_cfg
+    from mmltm.engine import install_checkpoint_fix, prepare_runner_cfg
+    install_checkpoint_fix()  # what tools/train.py does first
     cfg = Config.fromfile(str(REPO / SEG_LTM))
     cfg.merge_from_dict({'train_cfg.max_iters': 3})
     prepare_runner_cfg(
