@@ -241,7 +241,9 @@ def _set_tables(head, seed=0):
 def test_head_losses_warmup_and_gradients_reach_backbone_and_mask_module():
     model = _toy_classifier()
     head = model.head
-    x = torch.randn(2, 3, 56, 56)
+    # 128 px: the last stage's 4x4 map still merges (at 56 px its 2x2 map
+    # cannot, and that block's merger gets no gradient)
+    x = torch.randn(2, 3, 128, 128)
     samples = _samples([0, 2])
     # warm-up: CE only, loss_ib is a zero and no bound is reported
     losses = model.loss(x, samples)
