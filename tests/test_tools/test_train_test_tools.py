@@ -177,8 +177,12 @@ def _det_ground_truth(dataset, index):
     for inst in info['instances']:
         boxes.append(inst['bbox'])
         labels.append(inst['bbox_label'])
-        rles = mask_util.frPyObjects(inst['mask'], h, w)
-        masks.append(mask_util.decode(mask_util.merge(rles)).astype(bool))
+        seg = inst['mask']  # polygons, uncompressed or compressed RLE
+        if isinstance(seg, list):
+            seg = mask_util.merge(mask_util.frPyObjects(seg, h, w))
+        elif isinstance(seg['counts'], list):
+            seg = mask_util.frPyObjects(seg, h, w)
+        masks.append(mask_util.decode(seg).astype(bool))
     return dict(
         img_id=info['img_id'],
         ori_shape=(h, w),
