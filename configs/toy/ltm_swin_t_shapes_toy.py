@@ -13,7 +13,7 @@
 #     short edge 64, centre crop 56), batch 32;
 #   * IB tables: K = K_in = 12 clusters (= classes), all 768 train images
 #     clustered;
-#   * schedule: 15 epochs of 24 iterations, 1-epoch warm-up then cosine,
+#   * schedule: 8 epochs of 24 iterations, 1-epoch warm-up then cosine,
 #     one validation at the end.
 _base_ = ['./ltm_swin_t_in1k_toy.py']
 
@@ -22,7 +22,7 @@ _classes = ('arrow', 'circle', 'crescent', 'cross', 'hexagon', 'lshape',
             'triangle')  # mmltm.datasets.TOY_SHAPES_CLASSES
 _num_classes = len(_classes)
 _img_size = 56
-_max_epochs = 15
+_max_epochs = 8
 
 model = dict(
     backbone=dict(pretrain_img_size=_img_size),

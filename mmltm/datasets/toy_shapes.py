@@ -7,14 +7,16 @@ the *shape* the only cue:
 
 * :data:`TOY_SHAPES_CLASSES`: 12 shape classes, several of them close
   (square / rectangle, pentagon / hexagon / circle, ring / crescent /
-  circle, cross / star), each drawn at a random rotation, size and place;
-* the target shape and the background are both filled with a random
-  texture (flat, stripes, checker, dots, smooth noise) in random colours, so
-  neither colour nor texture says the class; the two fills only differ
-  enough in mean colour for the outline to be visible;
-* distractors: 1-3 smaller shapes of other classes (about a third to a half
-  of the target's radius, some drawn over it), and clutter lines across the
-  whole image; then sensor noise.
+  circle, cross / star), each near its upright pose (+-15 degrees), of
+  random size, near the centre;
+* random colours: the shape is light (each channel 130-255, flat or smooth
+  noise), the background dark (0-100, flat, striped, checkered, dotted or
+  smooth noise), so neither hue nor texture says the class, while the
+  outline is easy to find (with a random polarity, too, the toy Swin-T
+  stays at chance, 7-10 % top-1, within its toy schedule: measured);
+* distractors: up to 2 smaller shapes of other classes (a quarter to 0.4 of
+  the target's radius, the second drawn over the target), a clutter line,
+  and sensor noise.
 
 The label is the class of the largest shape. Labels go round-robin over
 the image index (balanced splits); every image comes from its own random
@@ -41,11 +43,23 @@ TOY_SHAPES_CLASSES = ('arrow', 'circle', 'crescent', 'cross', 'hexagon',
                       'star', 'triangle')
 
 # Difficulty knobs (fractions of the image side unless said otherwise).
-_TARGET_RADIUS = (0.24, 0.38)
-_DISTRACTOR_SCALE = (0.3, 0.45)  # x the target radius
-_NUM_DISTRACTORS = (1, 3)  # inclusive
-_MIN_FILL_CONTRAST = 70.0  # L2 distance of the mean RGB of the two fills
-_NUM_CLUTTER_LINES = (1, 3)  # inclusive
+_TARGET_RADIUS = (0.32, 0.4)
+_DISTRACTOR_SCALE = (0.25, 0.4)  # x the target radius
+_NUM_DISTRACTORS = (0, 2)  # inclusive
+_MIN_FILL_CONTRAST = 80.0  # L2 distance of the mean RGB of the two fills
+_FILL_SPREAD = 40.0  # max per-channel difference of a shape's 2 colours
+_BACKGROUND_SPREAD = 30.0  # the same for the background
+_NUM_CLUTTER_LINES = (0, 1)  # inclusive
+_MAX_ROTATION_DEG = 15.0  # shapes stay near their upright pose
+# fills of the shapes: flat or smooth noise; the background may also be
+# striped, checkered or dotted (textures 1-3)
+_SHAPE_TEXTURES = (0, 4)
+_BACKGROUND_TEXTURES = (0, 1, 2, 3, 4)
+# colour channels of the shapes are light, of the background dark: the
+# hue is random, the polarity is not (so the outline is easy to find)
+_SHAPE_VALUES = (130.0, 255.0)
+_BACKGROUND_VALUES = (0.0, 100.0)
+_TARGET_JITTER = 0.12  # of the side: how far the target strays from centre
 _NOISE_STD = 8.0
 _SUPERSAMPLE = 4  # shapes are drawn 4x larger, then area-averaged
 
@@ -75,7 +89,7 @@ def _shape_alpha(kind: str, cx: float, cy: float, r: float,
     import cv2
     ss = _SUPERSAMPLE
     canvas = np.zeros((h * ss, w * ss), np.uint8)
-    theta = rng.uniform(0, 2 * np.pi)
+    theta = np.deg2rad(rng.uniform(-_MAX_ROTATION_DEG, _MAX_ROTATION_DEG))
     c = np.array([cx, cy]) * ss
     rs = r * ss
 
@@ -110,14 +124,18 @@ def _shape_alpha(kind: str, cx: float, cy: float, r: float,
     return small.astype(np.float32) / 255.0
 
 
-def _texture(rng: np.random.Generator, h: int,
-             w: int) -> Tuple[np.ndarray, np.ndarray]:
-    """A random fill (H, W, 3) and its mean colour."""
+def _texture(rng: np.random.Generator, h: int, w: int, spread: float,
+             kinds: Tuple[int, ...],
+             value_range: Tuple[float, float]) -> Tuple[np.ndarray,
+                                                        np.ndarray]:
+    """A random fill (H, W, 3): a colour drawn per channel in
+    ``value_range`` and one at most ``spread`` from it, mixed by a texture
+    among ``kinds``; and its mean colour."""
     import cv2
-    c1 = rng.uniform(0, 255, 3)
-    c2 = np.clip(c1 + rng.uniform(-110, 110, 3), 0, 255)
+    c1 = rng.uniform(*value_range, 3)
+    c2 = np.clip(c1 + rng.uniform(-spread, spread, 3), 0, 255)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    kind = int(rng.integers(5))
+    kind = kinds[int(rng.integers(len(kinds)))]
     if kind == 0:  # flat
         t = np.zeros((h, w), np.float32)
     elif kind == 1:  # stripes
@@ -147,7 +165,8 @@ def _contrasting_fills(rng: np.random.Generator, h: int, w: int,
                        ref_mean: np.ndarray) -> np.ndarray:
     """A fill whose mean colour differs from ``ref_mean`` enough to see."""
     for _ in range(50):
-        fill, mean = _texture(rng, h, w)
+        fill, mean = _texture(rng, h, w, _FILL_SPREAD, _SHAPE_TEXTURES,
+                              _SHAPE_VALUES)
         if np.linalg.norm(mean - ref_mean) >= _MIN_FILL_CONTRAST:
             return fill
     return fill  # practically unreachable; keeps the draw deterministic
@@ -176,11 +195,13 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
     import cv2
     s = min(h, w)
     kind = TOY_SHAPES_CLASSES[label]
-    background, bg_mean = _texture(rng, h, w)
+    background, bg_mean = _texture(rng, h, w, _BACKGROUND_SPREAD,
+                                   _BACKGROUND_TEXTURES, _BACKGROUND_VALUES)
     img = background.copy()
 
     r = s * rng.uniform(*_TARGET_RADIUS)
-    cx, cy = _place(rng, r, h, w)
+    cx = w / 2 + s * rng.uniform(-_TARGET_JITTER, _TARGET_JITTER)
+    cy = h / 2 + s * rng.uniform(-_TARGET_JITTER, _TARGET_JITTER)
     others = [c for c in TOY_SHAPES_CLASSES if c != kind]
     n_distractors = int(rng.integers(_NUM_DISTRACTORS[0],
                                      _NUM_DISTRACTORS[1] + 1))
