@@ -149,7 +149,11 @@ class _ImageCheckMixin:
     only the samples the dataset keeps are checked, once per build.
     """
 
-    def _init_check(self, check_images: bool, min_image_size: int) -> None:
+    def __init__(self,
+                 *args,
+                 check_images: bool = True,
+                 min_image_size: int = 2,
+                 **kwargs) -> None:
         if not isinstance(check_images, bool):
             raise TypeError(f'check_images must be True or False, got '
                             f'{check_images!r}')
@@ -159,6 +163,14 @@ class _ImageCheckMixin:
                              f'got {min_image_size!r}')
         self.check_images = check_images
         self.min_image_size = min_image_size
+        super().__init__(*args, **kwargs)  # builds (full_init) unless lazy
+
+    def _image_size(self, path: str):
+        """(size, None) for a good image, else (size or None, problem)."""
+        hw, problem = _size_or_problem(path)
+        if problem is None:
+            problem = _degenerate(path, hw, self.min_image_size)
+        return hw, problem
 
     def _check_sample(self, info: dict) -> List[str]:
         raise NotImplementedError
@@ -185,21 +197,33 @@ def _register(library: str):
     return registry.register_module()
 
 
-def _toy_init(cls_name: str, default_set: str, kwargs: dict,
-              toy_set: Optional[str], toy_params: Optional[dict]) -> None:
-    """Generate the toy set at ``kwargs['data_root']`` unless it is there."""
-    data_root = kwargs.get('data_root')
-    if not data_root:
-        raise ValueError(
-            f"{cls_name} needs data_root, the folder of its toy set (e.g. "
-            f"'data/toy/{default_set}/'), got {data_root!r}")
-    from .toy import ensure_toy_dataset  # lazy: only when a toy set is used
-    params = dict(toy_params or {})
-    try:
-        ensure_toy_dataset(toy_set or default_set, data_root, **params)
-    except TypeError as err:
-        raise TypeError(f'{cls_name}: bad toy_params {params!r} ({err}); '
-                        'allowed keys: num_train, num_val, size, seed') from err
+class _ToyDataMixin:
+    """Generates the toy set :attr:`toy_default_set` (or ``toy_set``) at
+    ``data_root`` before the dataset loads it, unless it is there."""
+
+    toy_default_set = ''
+
+    def __init__(self,
+                 *args,
+                 toy_set: Optional[str] = None,
+                 toy_params: Optional[Dict] = None,
+                 **kwargs) -> None:
+        name = type(self).__name__
+        data_root = kwargs.get('data_root')
+        if not data_root:
+            raise ValueError(
+                f'{name} needs data_root, the folder of its toy set (e.g. '
+                f"'data/toy/{self.toy_default_set}/'), got {data_root!r}")
+        from .toy import ensure_toy_dataset  # lazy: only when a toy is used
+        params = dict(toy_params or {})
+        try:
+            ensure_toy_dataset(toy_set or self.toy_default_set, data_root,
+                               **params)
+        except TypeError as err:
+            raise TypeError(f'{name}: bad toy_params {params!r} ({err}); '
+                            'allowed keys: num_train, num_val, size, '
+                            'seed') from err
+        super().__init__(*args, **kwargs)
 
 
 _CocoDataset = _library_class('mmdet.datasets', 'CocoDataset')
@@ -226,14 +250,6 @@ if _CocoDataset is not None:
                 naming each bad image and what is wrong with it.
         """
 
-        def __init__(self,
-                     *args,
-                     check_images: bool = True,
-                     min_image_size: int = 2,
-                     **kwargs) -> None:
-            self._init_check(check_images, min_image_size)
-            super().__init__(*args, **kwargs)
-
         def load_data_list(self) -> List[dict]:
             try:
                 data_list = super().load_data_list()
@@ -256,12 +272,9 @@ if _CocoDataset is not None:
 
         def _check_sample(self, info: dict) -> List[str]:
             path = info['img_path']
-            hw, problem = _size_or_problem(path)
+            hw, problem = self._image_size(path)
             if problem:
                 return [problem]
-            small = _degenerate(path, hw, self.min_image_size)
-            if small:
-                return [small]
             stated = (info['height'], info['width'])
             if hw != stated:
                 return [
@@ -271,7 +284,7 @@ if _CocoDataset is not None:
             return []
 
     @_register('mmdet')
-    class ToyCocoDataset(CheckedCocoDataset):
+    class ToyCocoDataset(_ToyDataMixin, CheckedCocoDataset):
         """``CheckedCocoDataset`` on the toy COCO set, generated on first use.
 
         Args:
@@ -283,14 +296,7 @@ if _CocoDataset is not None:
                 required).
         """
 
-        def __init__(self,
-                     *args,
-                     toy_set: Optional[str] = None,
-                     toy_params: Optional[Dict] = None,
-                     **kwargs) -> None:
-            _toy_init(type(self).__name__, 'coco', kwargs, toy_set,
-                      toy_params)
-            super().__init__(*args, **kwargs)
+        toy_default_set = 'coco'
 
 if _ADE20KDataset is not None:
 
@@ -310,25 +316,14 @@ if _ADE20KDataset is not None:
             DataCheckError: Naming each bad file and what is wrong with it.
         """
 
-        def __init__(self,
-                     *args,
-                     check_images: bool = True,
-                     min_image_size: int = 2,
-                     **kwargs) -> None:
-            self._init_check(check_images, min_image_size)
-            super().__init__(*args, **kwargs)
-
         def _check_source(self) -> str:
             return f"'{self.data_prefix.get('img_path', self.data_root)}'"
 
         def _check_sample(self, info: dict) -> List[str]:
             path, seg_path = info['img_path'], info.get('seg_map_path')
-            hw, problem = _size_or_problem(path)
+            hw, problem = self._image_size(path)
             if problem:
                 return [problem]
-            small = _degenerate(path, hw, self.min_image_size)
-            if small:
-                return [small]
             if seg_path is None:  # a test set without labels
                 return []
             seg_hw, problem = _size_or_problem(seg_path, oriented=False)
@@ -343,32 +338,18 @@ if _ADE20KDataset is not None:
             return []
 
     @_register('mmseg')
-    class ToyADE20KDataset(CheckedADE20KDataset):
+    class ToyADE20KDataset(_ToyDataMixin, CheckedADE20KDataset):
         """``CheckedADE20KDataset`` on the toy ADE20K set, generated on
         first use. Args as :class:`ToyCocoDataset` (default set 'ade')."""
 
-        def __init__(self,
-                     *args,
-                     toy_set: Optional[str] = None,
-                     toy_params: Optional[Dict] = None,
-                     **kwargs) -> None:
-            _toy_init(type(self).__name__, 'ade', kwargs, toy_set,
-                      toy_params)
-            super().__init__(*args, **kwargs)
+        toy_default_set = 'ade'
 
 if _ImageNet is not None:
 
     @_register('mmpretrain')
-    class ToyImageNet(_ImageNet):
+    class ToyImageNet(_ToyDataMixin, _ImageNet):
         """mmpretrain ``ImageNet`` on a toy classification set (the toy
         ImageNet, or ``toy_set='shapes'``), generated on first use. Args as
         :class:`ToyCocoDataset` (default set 'imagenet')."""
 
-        def __init__(self,
-                     *args,
-                     toy_set: Optional[str] = None,
-                     toy_params: Optional[Dict] = None,
-                     **kwargs) -> None:
-            _toy_init(type(self).__name__, 'imagenet', kwargs, toy_set,
-                      toy_params)
-            super().__init__(*args, **kwargs)
+        toy_default_set = 'imagenet'
