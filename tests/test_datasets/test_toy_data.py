@@ -51,7 +51,7 @@ def toy(tmp_path_factory):
 
 
 def test_layout_and_determinism(toy, tmp_path):
-    assert set(toy) == {'coco', 'ade', 'imagenet'}
+    assert set(toy) == {'coco', 'ade', 'imagenet', 'shapes'}
     for rel in ('coco/annotations/instances_train.json',
                 'coco/annotations/instances_val.json',
                 'coco/train/000000.jpg', 'coco/val/000005.jpg',
@@ -59,7 +59,9 @@ def test_layout_and_determinism(toy, tmp_path):
                 'ade/annotations/validation/ADE_val_00000005.png',
                 'imagenet/meta/train.txt', 'imagenet/meta/val.txt',
                 'imagenet/train/circle/circle_00000.png',
-                'imagenet/val/triangle/triangle_00003.png'):
+                'imagenet/val/triangle/triangle_00003.png',
+                'shapes/meta/val.txt', 'shapes/train/arrow/arrow_00000.png',
+                'shapes/val/crescent/crescent_00002.png'):
         assert osp.isfile(osp.join(osp.dirname(toy['coco']), rel)), rel
 
     again = make_toy_data(str(tmp_path / 'a'), **PARAMS)
@@ -275,7 +277,8 @@ def test_ensure_reuses_and_guards(tmp_path):
     ensure_toy_data(root, **dict(small, num_train=2))
     with open(stamp) as f:
         assert json.load(f)['num_train'] == 2
-    assert sorted(os.listdir(root)) == ['imagenet']
+    # (the lock file beside the set stays, see toy._lock)
+    assert sorted(os.listdir(root)) == ['.imagenet.lock', 'imagenet']
 
     # make_toy_data refuses a non-empty out_dir without overwrite
     with pytest.raises(ValueError, match='not empty'):
@@ -349,3 +352,41 @@ def test_cli(tmp_path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and reason in lines[0], res.stderr
         assert 'Traceback' not in res.stderr
+
+
+def test_shapes_set_defaults_and_content(tmp_path):
+    """The shapes set: its own defaults, 12 balanced classes, and images in
+    which neither the colour nor the texture gives the class away."""
+    from mmltm.datasets import TOY_DEFAULTS, TOY_SHAPES_CLASSES
+    from mmltm.datasets.toy_shapes import draw_shapes_image
+    assert TOY_SHAPES_CLASSES == tuple(sorted(TOY_SHAPES_CLASSES))
+    assert len(TOY_SHAPES_CLASSES) == 12
+    assert TOY_DEFAULTS['shapes'] == dict(
+        num_train=768, num_val=480, size=(64, 64))
+    # the documented defaults of the other sets
+    assert TOY_DEFAULTS['imagenet'] == dict(
+        num_train=48, num_val=16, size=(256, 256))
+    assert all(TOY_DEFAULTS[n] == dict(num_train=48, num_val=48,
+                                       size=(256, 256))
+               for n in ('coco', 'ade'))
+
+    paths = make_toy_data(str(tmp_path / 'toy'), which='shapes',
+                          num_train=24, num_val=12)
+    with open(osp.join(paths['shapes'], STAMP_NAME)) as f:
+        assert json.load(f)['size'] == [64, 64]  # the set's default size
+    with open(osp.join(paths['shapes'], 'meta', 'train.txt')) as f:
+        lines = [line.split() for line in f]
+    assert [int(label) for _, label in lines] == [i % 12 for i in range(24)]
+    assert all(rel.split('/')[0] == TOY_SHAPES_CLASSES[int(label)]
+               for rel, label in lines)
+
+    # mean colour per class: the spread between classes is no larger than
+    # within a class (colour is random), unlike the toy ImageNet's hues
+    rng = np.random.default_rng
+    means = np.array([[
+        draw_shapes_image(rng([1, k, i]), 64, 64, k).reshape(-1, 3).mean(0)
+        for i in range(16)
+    ] for k in range(12)])  # (class, image, rgb)
+    within = means.std(axis=1).mean()
+    between = means.mean(axis=1).std(axis=0).mean()
+    assert between < within

@@ -9,7 +9,7 @@
 # each part with ``{{_base_.toy_in1k.<part>}}``.
 #
 # What differs from the real recipes, and why:
-#   * data: data/toy/imagenet (generated on demand by tools/train.py, or
+#   * data: data/toy/imagenet (generated on first use by ToyImageNet, or
 #     python tools/misc/make_toy_data.py), 4 classes, 112x112 crops
 #     (RandomResizedCrop 0.35-1 of the image + flip; test: short edge 128,
 #     centre crop 112); RandAugment / random erasing dropped (RandAugment's
@@ -57,6 +57,7 @@ _val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
+        type='ToyImageNet',  # generates data/toy/imagenet on first use
         data_root=_data_root,
         split='val',
         metainfo=dict(classes=_classes),
@@ -71,6 +72,7 @@ toy_in1k = dict(
         num_workers=0,
         persistent_workers=False,
         dataset=dict(
+            type='ToyImageNet',
             data_root=_data_root,
             split='train',
             metainfo=dict(classes=_classes),
