@@ -9,10 +9,12 @@
 # Written in mmpretrain terms; the crop size is 256 (timm's MobileViT
 # default). Not reproduced: timm's exact RandAugment op set (mmpretrain's
 # 'timm_increasing' policies are its port), timm's AdamW decay exclusion is
-# reproduced by the zero decay on norms, biases and 1-D parameters.
+# reproduced by the zero decay on norms, biases and 1-D parameters; the
+# mask modules are not decayed either (./ltm_paramwise.py).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/default_runtime.py',
+    './ltm_paramwise.py',
 ]
 
 # images in [0, 1], BGR, no mean/std: the preprocessing of mmpretrain's
@@ -73,7 +75,8 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={'.log_step': dict(decay_mult=0.0)}))
+        # no weight decay on the mask modules (./ltm_paramwise.py)
+        custom_keys=_base_.pop('ltm_custom_keys')))
 param_scheduler = [
     dict(
         type='LinearLR',
