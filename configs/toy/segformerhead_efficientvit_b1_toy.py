@@ -16,5 +16,5 @@ locals().update(_base_.pop('toy_ade'))  # data, head's size and BN, runtime
 model.update(backbone=dict(norm_cfg=norm_cfg, init_cfg=None))
 
 max_iters = 300
-train_cfg, default_hooks = iter_runtime(max_iters)
-param_scheduler = poly_schedule(max_iters, warmup_iters=30)
+train_cfg, default_hooks, param_scheduler = schedule(
+    max_iters, warmup_iters=30)

@@ -17,12 +17,8 @@ model.update(
         **swin_arch(embed_dims),  # depths [1, 1, 2, 1]
         init_cfg=None),
     decode_head=dict(in_channels=[embed_dims * 2**i for i in range(4)]),
-    auxiliary_head=dict(
-        in_channels=embed_dims * 4,
-        channels=32,
-        num_classes=num_classes,
-        norm_cfg=norm_cfg))
+    auxiliary_head=auxiliary_head(embed_dims * 4))
 
 max_iters = 120
-train_cfg, default_hooks = iter_runtime(max_iters)
-param_scheduler = poly_schedule(max_iters, warmup_iters=20)
+train_cfg, default_hooks, param_scheduler = schedule(
+    max_iters, warmup_iters=20)

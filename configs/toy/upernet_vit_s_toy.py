@@ -21,12 +21,8 @@ model.update(
         init_cfg=None),
     neck=dict(in_channels=[embed_dims] * 4, out_channels=embed_dims),
     decode_head=dict(in_channels=[embed_dims] * 4),
-    auxiliary_head=dict(
-        in_channels=embed_dims,
-        channels=32,
-        num_classes=num_classes,
-        norm_cfg=norm_cfg))
+    auxiliary_head=auxiliary_head(embed_dims))
 
 max_iters = 300
-train_cfg, default_hooks = iter_runtime(max_iters)
-param_scheduler = poly_schedule(max_iters, warmup_iters=30)
+train_cfg, default_hooks, param_scheduler = schedule(
+    max_iters, warmup_iters=30)

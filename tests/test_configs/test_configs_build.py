@@ -402,3 +402,32 @@ def test_ltm_swin_imagenet_configs_use_the_arch_default_ratio(size):
         str(REPO / f'configs/ltm_swin_{size}_8xb128_in1k.py')).model.backbone
     arch = LTMSwinTransformer._arch_alias.get(backbone.arch, backbone.arch)
     assert backbone.compression_ratio == DEFAULT_COMPRESSION_RATIO[arch]
+
+
+#: the toy ImageNet configs: the four baselines set
+#: ``find_unused_parameters=True`` before (issue 11), the LTM ones have the
+#: mask modules; the dense toy models are checked under DDP by
+#: tests/test_engine/test_ddp*.py (one LTM model whose last stage cannot
+#: merge), which is slower
+TOY_CLS_CONFIGS = [p for p in CONFIGS if p.endswith('_in1k_toy.py')]
+
+
+@pytest.mark.parametrize('path', TOY_CLS_CONFIGS)
+def test_toy_model_trains_every_parameter(path):
+    """One training step of each toy ImageNet model gives every trainable
+    parameter a gradient, so the toy configs train under DDP with mmengine's
+    default ``find_unused_parameters=False`` (no config sets it any more)."""
+    from mmpretrain.structures import DataSample
+    cfg = load(path)
+    assert 'find_unused_parameters' not in cfg
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    images = torch.rand(2, 3, 112, 112)  # the toy crop size
+    samples = [DataSample().set_gt_label(label) for label in (0, 3)]
+    total, _ = model.parse_losses(model(images, samples, mode='loss'))
+    total.backward()
+    unused = [
+        name for name, param in model.named_parameters()
+        if param.requires_grad and param.grad is None
+    ]
+    assert not unused, f'{path}: no gradient for {unused}'

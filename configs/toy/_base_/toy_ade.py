@@ -52,46 +52,51 @@ _test_pipeline = [
 ]
 
 
-def _loader(split, pipeline, batch_size):
-    """The loader of toy ADE20K's ``split`` (in-process)."""
+def _dataset(split, pipeline):
+    """Toy ADE20K's ``split``."""
     return dict(
-        batch_size=batch_size,
-        num_workers=0,
-        persistent_workers=False,
-        dataset=dict(
-            data_root=_data_root,
-            metainfo=metainfo,
-            data_prefix=dict(
-                img_path=f'images/{split}',
-                seg_map_path=f'annotations/{split}'),
-            pipeline=pipeline))
+        data_root=_data_root,
+        metainfo=metainfo,
+        data_prefix=dict(
+            img_path=f'images/{split}', seg_map_path=f'annotations/{split}'),
+        pipeline=pipeline)
 
 
-_val_dataloader = _loader('validation', _test_pipeline, batch_size=1)
+_loader = _base_.toy_runtime.loader
+_iter_runtime = _base_.toy_runtime.iter_runtime
+_warmup = _base_.toy_runtime.warmup
+_val_dataloader = _loader(1, _dataset('validation', _test_pipeline))
 
 
-def _poly_schedule(max_iters, warmup_iters):
-    """Warm-up, then PolyLR to 0 at ``max_iters`` (the real recipes' shape)."""
-    return [
-        dict(
-            type='LinearLR',
-            start_factor=0.01,
-            by_epoch=False,
-            begin=0,
-            end=warmup_iters),
-        dict(
-            type='PolyLR',
-            eta_min=0.0,
-            power=1.0,
-            begin=warmup_iters,
-            end=max_iters,
-            by_epoch=False)
-    ]
+# (the functions below run in the toy configs, after this file's helpers
+# are deleted: what they use is bound as a default argument)
+def _schedule(max_iters, warmup_iters, iter_runtime=_iter_runtime,
+              warmup=_warmup):
+    """``(train_cfg, default_hooks, param_scheduler)`` of a toy run: warm-up,
+    then PolyLR to 0 at ``max_iters`` (the real recipes' shape)."""
+    poly = dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=1.0,
+        begin=warmup_iters,
+        end=max_iters,
+        by_epoch=False)
+    return (*iter_runtime(max_iters), [warmup(warmup_iters), poly])
+
+
+def _auxiliary_head(in_channels, num_classes=len(classes), norm_cfg=_norm_cfg):
+    """The FCN auxiliary head of the toy UperNets: 32 channels, BN."""
+    return dict(
+        in_channels=in_channels,
+        channels=32,
+        num_classes=num_classes,
+        norm_cfg=norm_cfg)
 
 
 toy_ade = dict(
     **_base_.pop('toy_runtime'),
-    poly_schedule=_poly_schedule,
+    schedule=_schedule,
+    auxiliary_head=_auxiliary_head,
     data_root=_data_root,
     num_classes=len(classes),
     crop_size=_crop_size,
@@ -104,7 +109,7 @@ toy_ade = dict(
             channels=64, num_classes=len(classes), norm_cfg=_norm_cfg)),
     train_pipeline=_train_pipeline,
     test_pipeline=_test_pipeline,
-    train_dataloader=_loader('training', _train_pipeline, batch_size=4),
+    train_dataloader=_loader(4, _dataset('training', _train_pipeline)),
     val_dataloader=_val_dataloader,
     test_dataloader=_val_dataloader,
     optim_wrapper=dict(optimizer=dict(lr=1e-3)),

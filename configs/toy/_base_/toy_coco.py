@@ -49,23 +49,19 @@ _test_pipeline = [
 ]
 
 
-def _loader(split, pipeline, **kwargs):
-    """The loader of toy COCO's ``split`` (batch 2, in-process)."""
+def _dataset(split, pipeline, **kwargs):
+    """Toy COCO's ``split``."""
     return dict(
-        batch_size=2,
-        num_workers=0,
-        persistent_workers=False,
-        dataset=dict(
-            data_root=_data_root,
-            metainfo=metainfo,
-            ann_file=f'annotations/instances_{split}.json',
-            data_prefix=dict(img=f'{split}/'),
-            pipeline=pipeline,
-            **kwargs.pop('dataset', {})),
+        data_root=_data_root,
+        metainfo=metainfo,
+        ann_file=f'annotations/instances_{split}.json',
+        data_prefix=dict(img=f'{split}/'),
+        pipeline=pipeline,
         **kwargs)
 
 
-_val_dataloader = _loader('val', _test_pipeline)
+_loader = _base_.toy_runtime.loader
+_val_dataloader = _loader(2, _dataset('val', _test_pipeline))
 _val_evaluator = dict(ann_file=_data_root + 'annotations/instances_val.json')
 
 toy_coco = dict(
@@ -95,10 +91,12 @@ toy_coco = dict(
     train_pipeline=_train_pipeline,
     test_pipeline=_test_pipeline,
     train_dataloader=_loader(
-        'train',
-        _train_pipeline,
-        sampler=dict(type='InfiniteSampler', shuffle=True),
-        dataset=dict(filter_cfg=dict(filter_empty_gt=True, min_size=8))),
+        2,
+        _dataset(
+            'train',
+            _train_pipeline,
+            filter_cfg=dict(filter_empty_gt=True, min_size=8)),
+        sampler=dict(type='InfiniteSampler', shuffle=True)),
     val_dataloader=_val_dataloader,
     test_dataloader=_val_dataloader,
     val_evaluator=_val_evaluator,

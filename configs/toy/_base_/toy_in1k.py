@@ -34,25 +34,22 @@ _max_epochs = 10
 # epoch-based schedules, stepped every iteration
 _per_epoch = dict(by_epoch=True, convert_to_iter_based=True)
 
+# resizing as the real recipes: PIL, bicubic
+_pil_bicubic = dict(backend='pillow', interpolation='bicubic')
 _train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=_img_size,
         crop_ratio_range=(0.35, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
+        **_pil_bicubic),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 _test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=_img_size * 8 // 7,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
+    dict(type='ResizeEdge', scale=_img_size * 8 // 7, edge='short',
+         **_pil_bicubic),
     dict(type='CenterCrop', crop_size=_img_size),
     dict(type='PackInputs'),
 ]
@@ -116,4 +113,5 @@ toy_in1k = dict(
 )
 # the helpers above are no settings: keep them out of the config
 del _data_root, _classes, _img_size, _batch_size, _max_epochs, _per_epoch
+del _pil_bicubic
 del _train_pipeline, _test_pipeline, _val_dataloader

@@ -2,7 +2,7 @@
 # ./toy_in1k.py): the toy data root, seed 0, the toy ViT's and Swin's sizes and, for the
 # iteration-based (dense) toy configs, one validation and one checkpoint at
 # the last iteration, a log line every 20 iterations, no visualisation and a
-# 1% linear warm-up.
+# 1% linear warm-up; in-process data loaders.
 #
 # How the toy bases hand their settings on: a toy config inherits its real
 # config *and* a toy base, and mmengine refuses a top-level key that two
@@ -50,6 +50,16 @@ def _vit_arch(embed_dims):
         feedforward_channels=embed_dims * 4)
 
 
+def _loader(batch_size, dataset, **kwargs):
+    """A loader of a toy set: in the main process (the sets are tiny)."""
+    return dict(
+        batch_size=batch_size,
+        num_workers=0,
+        persistent_workers=False,
+        dataset=dataset,
+        **kwargs)
+
+
 def _swin_arch(embed_dims):
     """The toy Swin of every toy Swin config (``embed_dims`` 48 there):
     depths [1, 1, 2, 1], heads 2-16, no drop path."""
@@ -64,6 +74,7 @@ toy_runtime = dict(
     toy_data_root='data/toy',  # tools/train.py generates missing toy data here
     iter_runtime=_iter_runtime,
     warmup=_warmup,
+    loader=_loader,
     vit_arch=_vit_arch,
     swin_arch=_swin_arch,
     randomness=dict(seed=0))
