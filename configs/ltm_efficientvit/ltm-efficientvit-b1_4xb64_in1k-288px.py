@@ -6,30 +6,11 @@
 #     compression_ratio 0.45: 0.719 vs 0.870 G = 0.826x with mmengine's
 #     counter (the paper's 0.814x; r224's 0.55 would give 0.853x here)
 #   + the IB objective of ./ltm-efficientvit-b1_4xb64_in1k.py.
-_base_ = ['./efficientvit-b1_4xb64_in1k-288px.py']
+_base_ = ['./efficientvit-b1_4xb64_in1k-288px.py', '../_base_/ltm_ib_in1k.py']
 
 model = dict(
     backbone=dict(compression_ratio=0.45),
-    head=dict(
-        type='IBLinearClsHead',
-        ib_weight=0.1,
-        ib_loss=dict(type='VariationalIBLoss', beta=1.0),
-        num_clusters=1000,
-        num_input_clusters=1000,
-        input_size=32))
+    head=_base_.ltm_ib.head)
 
-custom_hooks = [
-    dict(
-        type='EMAHook',
-        momentum=5e-4,
-        update_buffers=True,
-        priority='ABOVE_NORMAL'),
-    dict(
-        type='IBClusterHook',
-        warmup_ratio=0.3,
-        interval=1,
-        num_input_samples=64000,
-        num_feature_samples=None,
-        input_kmeans_iters=20,
-        output_kmeans_iters=60)
-]
+# the baseline's EMA hook, then the IB hook (../_base_/ltm_ib_in1k.py)
+custom_hooks = [*_base_.custom_hooks, _base_.pop('ltm_ib').hook]

@@ -9,30 +9,11 @@
 #   + loss = CE (label smoothing 0.1) + 0.1 * variational IB bound on the
 #     1600-d pre-classifier feature, CE only for the first 30% of the
 #     epochs, as in ../ltm_swin/ltm-swin-tiny_8xb128_in1k.py.
-_base_ = ['./efficientvit-b1_4xb64_in1k.py']
+_base_ = ['./efficientvit-b1_4xb64_in1k.py', '../_base_/ltm_ib_in1k.py']
 
 model = dict(
     backbone=dict(compression_ratio=0.55),
-    head=dict(
-        type='IBLinearClsHead',
-        ib_weight=0.1,
-        ib_loss=dict(type='VariationalIBLoss', beta=1.0),
-        num_clusters=1000,
-        num_input_clusters=1000,
-        input_size=32))
+    head=_base_.ltm_ib.head)
 
-custom_hooks = [
-    dict(
-        type='EMAHook',
-        momentum=5e-4,
-        update_buffers=True,
-        priority='ABOVE_NORMAL'),
-    dict(
-        type='IBClusterHook',
-        warmup_ratio=0.3,
-        interval=1,  # epochs
-        num_input_samples=64000,
-        num_feature_samples=None,
-        input_kmeans_iters=20,
-        output_kmeans_iters=60)
-]
+# the baseline's EMA hook, then the IB hook (../_base_/ltm_ib_in1k.py)
+custom_hooks = [*_base_.custom_hooks, _base_.pop('ltm_ib').hook]

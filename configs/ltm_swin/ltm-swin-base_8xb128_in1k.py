@@ -4,25 +4,10 @@
 # LTMSwinTransformer default for base: 0.79x the FLOPs of Swin-B, paper
 # 0.78x; 0.7 would give 0.82x) + the IB term, exactly as
 # ./ltm-swin-tiny_8xb128_in1k.py does for Swin-T (see there).
-_base_ = ['./swin-base_8xb128_in1k.py']
+_base_ = ['./swin-base_8xb128_in1k.py', '../_base_/ltm_ib_in1k.py']
 
 model = dict(
     backbone=dict(compression_ratio=0.65),
-    head=dict(
-        type='IBLinearClsHead',
-        ib_weight=0.1,
-        ib_loss=dict(type='VariationalIBLoss', beta=1.0),
-        num_clusters=1000,
-        num_input_clusters=1000,
-        input_size=32))
+    head=_base_.ltm_ib.head)
 
-custom_hooks = [
-    dict(
-        type='IBClusterHook',
-        warmup_ratio=0.3,
-        interval=1,
-        num_input_samples=64000,
-        num_feature_samples=None,
-        input_kmeans_iters=20,
-        output_kmeans_iters=60)
-]
+custom_hooks = [_base_.pop('ltm_ib').hook]  # ../_base_/ltm_ib_in1k.py

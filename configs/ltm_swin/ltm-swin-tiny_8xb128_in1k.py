@@ -12,26 +12,11 @@
 #     clusters of 32x32-pooled images (once, before training).
 # See mmltm/models/losses/ib_loss.py for the bound and the decisions taken
 # (soft labels under mixup, pooled inputs, the Q/centroid bug fixed).
-_base_ = ['./swin-tiny_8xb128_in1k.py']
+_base_ = ['./swin-tiny_8xb128_in1k.py', '../_base_/ltm_ib_in1k.py']
 
 model = dict(
     backbone=dict(compression_ratio=0.7),
-    head=dict(
-        type='IBLinearClsHead',
-        ib_weight=0.1,
-        ib_loss=dict(type='VariationalIBLoss', beta=1.0),
-        num_clusters=1000,
-        num_input_clusters=1000,
-        input_size=32))
+    head=_base_.ltm_ib.head)
 
-custom_hooks = [
-    dict(
-        type='IBClusterHook',
-        warmup_ratio=0.3,
-        interval=1,  # epochs
-        num_input_samples=64000,  # ~ the authors' 1000 batches of 64
-        num_feature_samples=None,  # the whole shard of each rank
-        input_kmeans_iters=20,
-        output_kmeans_iters=60)
-]
+custom_hooks = [_base_.pop('ltm_ib').hook]  # ../_base_/ltm_ib_in1k.py
 

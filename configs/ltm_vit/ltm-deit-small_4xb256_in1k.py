@@ -9,30 +9,16 @@
 #            + 0.1 * variational IB bound on the class-token feature, CE
 #            only for the first 30% of the epochs (authors' train.py), as in
 #            ../ltm_swin/ltm-swin-tiny_8xb128_in1k.py (see mmltm/models/losses/ib_loss.py).
-_base_ = ['./deit-small_4xb256_in1k.py']
+_base_ = ['./deit-small_4xb256_in1k.py', '../_base_/ltm_ib_in1k.py']
 
 model = dict(
     backbone=dict(compression_ratio=0.78),
-    head=dict(
+    head=dict(  # = DeiT-S's single Linear on the cls token
+        _base_.ltm_ib.head,
         _delete_=True,
-        type='IBLinearClsHead',  # = DeiT-S's single Linear on the cls token
         num_classes=1000,
         in_channels=384,
         loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        ib_weight=0.1,
-        ib_loss=dict(type='VariationalIBLoss', beta=1.0),
-        num_clusters=1000,
-        num_input_clusters=1000,
-        input_size=32))
+            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')))
 
-custom_hooks = [
-    dict(
-        type='IBClusterHook',
-        warmup_ratio=0.3,
-        interval=1,  # epochs
-        num_input_samples=64000,  # ~ the authors' 1000 batches of 64
-        num_feature_samples=None,  # the whole shard of each rank
-        input_kmeans_iters=20,
-        output_kmeans_iters=60)
-]
+custom_hooks = [_base_.pop('ltm_ib').hook]  # ../_base_/ltm_ib_in1k.py
