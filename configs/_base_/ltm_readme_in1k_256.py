@@ -15,55 +15,17 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/default_runtime.py',
     './ltm_paramwise.py',
+    './ltm_readme_pipelines.py',
 ]
 
 # images in [0, 1], BGR, no mean/std: the preprocessing of mmpretrain's
 # MobileViT configs (Apple's weights), so the baselines can evaluate them
 data_preprocessor = dict(
     num_classes=1000, mean=[0, 0, 0], std=[255, 255, 255], to_rgb=False)
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=256,
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.2,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=bgr_mean,
-        fill_std=bgr_std),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=288,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=256),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=64, dataset=dict(pipeline=test_pipeline))
+# the README's pipelines at 256x256 crops (test: short edge 288, centre crop)
+locals().update(_base_.pop('ltm_readme_pipelines').at(256, 288))
+train_dataloader.update(batch_size=64)
+val_dataloader.update(batch_size=64)
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(

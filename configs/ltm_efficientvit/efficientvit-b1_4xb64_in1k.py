@@ -11,7 +11,7 @@
 # The backbone is LTMEfficientViT with compression_ratio=1.0 (exactly
 # EfficientViT); ./ltm-efficientvit-b1_4xb64_in1k.py differs in
 # compression_ratio plus the IB objective (head and hook).
-_base_ = ['../_base_/ltm_readme_in1k_256.py']
+_base_ = ['../_base_/ltm_readme_in1k_256.py', '../_base_/ltm_readme_pipelines.py']
 custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
 
 img_size = 224
@@ -40,47 +40,7 @@ model = dict(
             type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         topk=(1, 5)))
 
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=img_size,
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.2,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=bgr_mean,
-        fill_std=bgr_std),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=img_size * 8 // 7,  # crop ratio 0.875
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=img_size),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# the README's pipelines at these crops (crop ratio 0.875)
+locals().update(
+    _base_.pop('ltm_readme_pipelines').at(img_size, img_size * 8 // 7))
 
