@@ -6,12 +6,8 @@
 #     mmltm/models/backbones/ltm_swin.py for why 0.7 gives the paper's 0.84x)
 #   + loss = CE (label smoothing 0.1, Mixup/CutMix soft labels, unchanged)
 #            + 0.1 * variational IB bound, CE only for the first 30% of the
-#            epochs (authors' train.py: --ib-weight 0.1 --ib-warmup-ratio 0.3)
-#     with K = 1000 output clusters of the pooled feature (refreshed every
-#     epoch after the warm-up, Q consistent with them) and 1000 input
-#     clusters of 32x32-pooled images (once, before training).
-# See mmltm/models/losses/ib_loss.py for the bound and the decisions taken
-# (soft labels under mixup, pooled inputs, the Q/centroid bug fixed).
+#            epochs: the IB head and hook of ../_base_/ltm_ib_in1k.py (see
+#            there, and mmltm/models/losses/ib_loss.py for the bound).
 _base_ = ['./swin-tiny_8xb128_in1k.py', '../_base_/ltm_ib_in1k.py']
 
 model = dict(

@@ -1,8 +1,8 @@
 # What every toy config shares (through ./toy_coco.py, ./toy_ade.py and
-# ./toy_in1k.py): the toy data root, seed 0, the toy ViT's and Swin's sizes and, for the
-# iteration-based (dense) toy configs, one validation and one checkpoint at
-# the last iteration, a log line every 20 iterations, no visualisation and a
-# 1% linear warm-up; in-process data loaders.
+# ./toy_in1k.py): the toy data root, seed 0, in-process data loaders, the
+# toy ViT's and Swin's sizes and, for the iteration-based (dense) toy
+# configs, one validation and one checkpoint at the last iteration, a log
+# line every 20 iterations, no visualisation and a 1% linear warm-up.
 #
 # How the toy bases hand their settings on: a toy config inherits its real
 # config *and* a toy base, and mmengine refuses a top-level key that two
@@ -15,9 +15,9 @@
 # resolved config with the one it replaced.
 #
 # The functions below turn an iteration count into the loop, hooks and
-# warm-up (they depend on the toy config's own ``max_iters``) and give the
-# toy ViT's and Swin's sizes; mmengine drops functions from a loaded config, so they
-# never reach the Runner.
+# warm-up (they depend on the toy config's own ``max_iters``), build the
+# loaders and give the toy ViT's and Swin's sizes; mmengine drops functions
+# from a loaded config, so they never reach the Runner.
 
 
 def _iter_runtime(max_iters, replace_loop=False):
