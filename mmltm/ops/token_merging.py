@@ -96,7 +96,7 @@ from . import fused
 __all__ = [
     'MergeMask', 'TokenMerger', 'plan_merge_grid', 'grid_assignment',
     'merge_tokens', 'unmerge_tokens', 'unmerge_add', 'check_compression_ratio',
-    'build_token_merger', 'MERGE_MODES'
+    'build_token_merger', 'check_merge_mode', 'MERGE_MODES'
 ]
 
 
@@ -450,21 +450,30 @@ class TokenMerger(nn.Module):
 MERGE_MODES = ('ltm', 'tome')
 
 
-def build_token_merger(mode: str, compression_ratio: float, **kwargs) -> nn.Module:
+def check_merge_mode(mode: str) -> str:
+    """Raise early on an unknown ``mode``, naming the allowed ones."""
+    if mode not in MERGE_MODES:
+        raise ValueError(f'merge_mode={mode!r} is not supported; allowed: {list(MERGE_MODES)}')
+    return mode
+
+
+def build_token_merger(mode: str, compression_ratio: float, dims: Optional[int] = None,
+                       **kwargs) -> nn.Module:
     """The mask module of an LTM block for ``mode``.
 
     Args:
         mode (str): ``'ltm'`` (:class:`TokenMerger`) or ``'tome'``
             (:class:`~mmltm.ops.tome.ToMeMerger`).
         compression_ratio (float): N'/N in (0, 1].
+        dims (int, optional): the token channel count of the block (not used
+            by these modules yet; the backbones always pass it).
         **kwargs: the chosen class's other arguments.
 
     Raises:
         ValueError: naming the bad mode and the allowed ones.
     """
-    if mode == 'ltm':
-        return TokenMerger(compression_ratio, **kwargs)
+    check_merge_mode(mode)
     if mode == 'tome':
         from .tome import ToMeMerger  # lazy: the baseline is optional
         return ToMeMerger(compression_ratio, **kwargs)
-    raise ValueError(f'merge_mode={mode!r} is not supported; allowed: {list(MERGE_MODES)}')
+    return TokenMerger(compression_ratio, **kwargs)
