@@ -15,7 +15,7 @@ B0_SIZES = dict(widths=(8, 16, 32, 64, 128), depths=(1, 2, 2, 2, 2), head_dim=16
 
 
 def _swin(m):
-    return dict(embed_dims=m.embed_dims,
+    return dict(embed_dims=m.num_features[0],
                 depths=tuple(len(s.blocks) for s in m.stages),
                 num_heads=tuple(s.blocks[0].attn.w_msa.num_heads for s in m.stages))
 

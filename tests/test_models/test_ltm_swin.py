@@ -138,7 +138,8 @@ def test_train_mode_with_cp_and_gradients_reach_the_mask_module():
     assert ltm.stages[3].blocks[0].token_merger.is_identity((2, 2))
     grads = [b.token_merger.log_step.grad for s in ltm.stages[:3] for b in s.blocks]
     assert all(g is not None and float(g.abs()) > 0 for g in grads)
-    assert all(float(b.token_merger.log_step.grad) == 0.0 for b in ltm.stages[3].blocks)
+    tied = [p for b in ltm.stages[3].blocks for p in b.token_merger.parameters()]
+    assert tied and all(p.grad is not None and not p.grad.any() for p in tied)
 
 
 def test_with_cp_gives_the_same_outputs_and_gradients():
