@@ -32,7 +32,7 @@ class _Classifier(nn.Module):
     def __init__(self):
         super().__init__()
         from mmltm.models.backbones import LTMSwinTransformer
-        self.backbone = LTMSwinTransformer(compression_ratio=0.7, **SIZES)
+        self.backbone = LTMSwinTransformer(compression_ratio=0.7, out_indices=(3, ), **SIZES)
         self.head = nn.Linear(self.backbone.num_features[-1], 4)
 
     def forward(self, x):
