@@ -3,7 +3,10 @@ registry exactly as a config would: no arguments, only ``arch``, only the
 sizes (the default ratio follows the sizes when they equal a preset's)."""
 import pytest
 import torch
+from mmdet.models.backbones import SwinTransformer
+from mmpretrain.models.backbones import MobileViT, VisionTransformer
 
+from mmltm.models.backbones import EfficientViT
 from mmltm.registry import MODELS
 
 SWIN_B_SIZES = dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
@@ -90,3 +93,25 @@ def test_documented_defaults_build(type_, kwargs, sizes, ratio):
 def test_swin_arch_records_the_preset_the_sizes_equal():
     assert MODELS.build(dict(type='LTMSwinTransformer', **SWIN_B_SIZES)).arch == 'base'
     assert MODELS.build(dict(type='LTMSwinTransformer', arch='t', embed_dims=64)).arch is None
+
+
+BASES = {'LTMSwinTransformer': SwinTransformer, 'LTMVisionTransformer': VisionTransformer,
+         'LTMMobileViT': MobileViT, 'LTMEfficientViT': EfficientViT}
+
+
+@pytest.mark.parametrize('type_', list(BASES))
+@pytest.mark.parametrize('kwargs,error,match', [
+    (dict(merge_mode='fast'), ValueError, r"merge_mode='fast' is not supported"),
+    (dict(compression_ratio=0.0), ValueError, r'compression_ratio=0.0 is not allowed'),
+    (dict(merger_cfg=dict(bogus=1)), TypeError, r"merger_cfg=\{'bogus': 1\}"),
+    (dict(merger_cfg=dict(dims=8)), ValueError, r"merger_cfg=.* may not set \['dims'\]"),
+    (dict(arch='colossal'), ValueError, r"arch='colossal' is not supported; allowed"),
+])
+def test_bad_arguments_raise_before_the_base_backbone_is_built(monkeypatch, type_, kwargs,
+                                                               error, match):
+    def refuse(self, *args, **kw):
+        raise AssertionError(f'{BASES[type_].__name__}.__init__ ran')
+
+    monkeypatch.setattr(BASES[type_], '__init__', refuse)
+    with pytest.raises(error, match=match):
+        MODELS.build(dict(type=type_, **kwargs))

@@ -121,9 +121,9 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
             0.65 for base; Swin-B sizes given without ``arch`` count as
             base), 0.7 for sizes of no preset.
         init_step (float, optional): initial step size eta of each mask
-            module, for the merge modes that have one (:data:`~mmltm.models.
-            layers.MODE_ARGUMENTS`). Default: None (the module's default,
-            1.0).
+            module, for the merge modes that have one
+            (:data:`~mmltm.models.layers.MODE_ARGUMENTS`). Default: None (the
+            module's default, 1.0).
         merge_mode (str): the mask module of every block: ``'ltm'`` (the
             learned :class:`~mmltm.ops.TokenMerger`) or ``'tome'`` (ToMe's
             training-free bipartite matching, :class:`~mmltm.ops.tome.ToMeMerger`,
