@@ -44,7 +44,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from mmltm.models.layers import (LTMBackboneMixin, LTMBlockMixin, match_preset,
-                                 token_merger_factory)
+                                 token_merger_factory, with_default_ratios)
 from mmltm.ops import MergeMask, check_merge_mode, unmerge_tokens
 from mmltm.registry import register_model
 from .efficientvit import EfficientViT, EfficientViTBlock
@@ -125,12 +125,9 @@ class LTMEfficientViT(LTMBackboneMixin, EfficientViT):
             Default: None.
         **kwargs: every other :class:`EfficientViT` argument.
     """
-    arch_zoo = {
-        name: {**settings,
-               'compression_ratio': DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS.get(
-                   name, DEFAULT_COMPRESSION_RATIO)}
-        for name, settings in EfficientViT.arch_zoo.items()
-    }
+    arch_zoo = with_default_ratios(EfficientViT.arch_zoo,
+                                   DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS,
+                                   DEFAULT_COMPRESSION_RATIO)
     default_compression_ratios = DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS
     fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO
 

@@ -50,7 +50,8 @@ from mmpretrain.models.utils import resize_pos_embed
 
 from mmltm.models.layers import (LTMBackboneMixin, LTMTransformerEncoderLayer,
                                  convert_encoder_layers, lookup_preset,
-                                 match_preset, token_merger_factory)
+                                 match_preset, token_merger_factory,
+                                 with_default_ratios)
 from mmltm.ops import check_merge_mode
 from mmltm.registry import register_model
 
@@ -108,12 +109,8 @@ class LTMVisionTransformer(LTMBackboneMixin, VisionTransformer):
             Default: None.
         **kwargs: every other ``VisionTransformer`` argument.
     """
-    arch_zoo = {
-        name: {**settings,
-               'compression_ratio': DEFAULT_VIT_COMPRESSION_RATIOS.get(
-                   name, DEFAULT_COMPRESSION_RATIO)}
-        for name, settings in VisionTransformer.arch_zoo.items()
-    }
+    arch_zoo = with_default_ratios(VisionTransformer.arch_zoo, DEFAULT_VIT_COMPRESSION_RATIOS,
+                                   DEFAULT_COMPRESSION_RATIO)
     default_compression_ratios = DEFAULT_VIT_COMPRESSION_RATIOS
     fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO
 

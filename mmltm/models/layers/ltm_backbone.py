@@ -27,7 +27,7 @@ import torch.nn as nn
 from mmltm.ops import MergeMask, check_compression_ratio
 from .ltm_block import NOT_RECORDED, LTMBlockMixin
 
-__all__ = ['LTMBackboneMixin', 'match_preset', 'lookup_preset']
+__all__ = ['LTMBackboneMixin', 'match_preset', 'lookup_preset', 'with_default_ratios']
 
 
 def _canonical(value: Any) -> Any:
@@ -41,6 +41,15 @@ def _sizes(settings: Any, keys: Optional[Iterable[str]]) -> Any:
     if keys is not None and isinstance(settings, Mapping):
         return {k: _canonical(settings.get(k)) for k in keys}
     return _canonical(settings)
+
+
+def with_default_ratios(zoo: Mapping[str, Mapping], defaults: Mapping[str, float],
+                        fallback: float) -> dict:
+    """A copy of the arch ``zoo`` with each preset's default
+    ``compression_ratio`` added (``fallback`` for presets not in
+    ``defaults``), so that the ratio shows next to the sizes."""
+    return {name: {**settings, 'compression_ratio': defaults.get(name, fallback)}
+            for name, settings in zoo.items()}
 
 
 def lookup_preset(arch: Any, presets: Mapping[str, Any],
