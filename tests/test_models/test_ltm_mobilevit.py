@@ -124,11 +124,17 @@ class DenseGlobalRep(torch.nn.Module):
         return self.norm(x)
 
 
-def test_equals_mobilevit_with_dense_reference_layers():
+@pytest.mark.parametrize('merge_mode', ['ltm', 'tome'])
+def test_equals_mobilevit_with_dense_reference_layers(merge_mode):
     """mmpretrain's MobileViT (its unfold / fold) with each ``global_rep``
     replaced by the dense reference of the LTM layers gives LTM-MobileViT's
     outputs; before the first MobileViT block nothing changes."""
     base, ltm = _pair(0.5, out_indices=(1, 2, 3, 4))
+    if merge_mode == 'tome':
+        ltm = LTMMobileViT(arch='xx_small', compression_ratio=0.5, merge_mode='tome',
+                           out_indices=(1, 2, 3, 4))
+        ltm.load_state_dict(base.state_dict(), strict=False)
+        ltm.eval()
     x = torch.randn(2, 3, 96, 96)  # maps 12, 6, 3 -> patch grids 6, 3, 2
     with torch.no_grad():
         ref = base(x)

@@ -163,13 +163,30 @@ def test_with_cp_gives_the_same_outputs_and_gradients():
         torch.testing.assert_close(grads[name], grads_cp[name], msg=name)
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_autocast_forward(dtype):
+@pytest.mark.parametrize('dtype,atol', [(torch.bfloat16, 0.1), (torch.float16, 0.02)])
+def test_autocast_forward_is_close_to_float32(dtype, atol):
+    """Under autocast (the mask in float32) the outputs stay within about
+    3x the measured low-precision error (bf16 0.034, fp16 0.004 on maps of
+    magnitude ~4) of the float32 ones."""
     _, ltm = _pair(0.6)
     x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad(), torch.autocast('cpu', dtype=dtype):
-        out = ltm(x)
-    assert all(torch.isfinite(o.float()).all() for o in out)
+    with torch.no_grad():
+        ref = ltm(x)
+        with torch.autocast('cpu', dtype=dtype):
+            out = ltm(x)
+    for o, r in zip(out, ref):
+        torch.testing.assert_close(o.float(), r, atol=atol, rtol=0)
+
+
+def test_tome_mode_equals_the_dense_reference():
+    base, _ = _pair(0.6)
+    tome = LTMSwinTransformer(compression_ratio=0.6, merge_mode='tome', **TINY)
+    tome.load_state_dict(base.state_dict(), strict=False)
+    tome.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for o, d in zip(tome(x), dense_swin_forward(tome, x)):
+            torch.testing.assert_close(o, d, atol=1e-5, rtol=1e-5)
 
 
 def test_masks_are_recorded_per_stage():

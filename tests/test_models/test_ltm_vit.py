@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
@@ -158,6 +159,18 @@ def test_equals_the_dense_reference_and_cls_token_is_never_merged(hw):
     assert mask.merged_grid == plan_merge_grid(*grid, 0.5)
 
 
+def test_tome_mode_equals_the_dense_reference():
+    base, _ = _pair(0.5, out_type='raw')
+    tome = LTMVisionTransformer(compression_ratio=0.5, merge_mode='tome', out_type='raw',
+                                **TINY)
+    tome.load_state_dict(base.state_dict(), strict=False)
+    tome.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(tome(x)[0], dense_vit_forward(tome, x), atol=1e-5,
+                                   rtol=1e-5)
+
+
 @pytest.mark.parametrize('bad', [0, 0.0, -0.5, 1.01, 2, float('nan'), True,
                                  '0.5', None])
 def test_bad_compression_ratio_raises(bad):
@@ -219,6 +232,14 @@ def test_simple_feature_pyramid_on_ltm_vit():
     assert [tuple(o.shape[2:]) for o in outs] == [(32, 48), (16, 24), (8, 12),
                                                   (4, 6), (2, 3)]
     assert all(o.shape[:2] == (2, 16) for o in outs)
+    # values: the 0.5x level max-pools the map before its convs, the extra
+    # level is a stride-2 subsampling of the last one
+    with torch.no_grad():
+        feat = ltm(torch.randn(2, 3, 64, 96))
+        outs = neck(feat)
+        half = neck.output_convs[3](neck.lateral_convs[3](F.max_pool2d(feat[0], 2)))
+    torch.testing.assert_close(outs[3], half)
+    torch.testing.assert_close(outs[4], outs[3][..., ::2, ::2])
     with pytest.raises(ValueError, match='scale_factors'):
         SimpleFeaturePyramid(32, 16, scale_factors=(3.0, ))
     with pytest.raises(ValueError, match='num_outs'):
