@@ -12,8 +12,13 @@ from mmcv.cnn.bricks.transformer import FFN
 from mmltm.models.layers import (NOT_RECORDED, LTMBackboneMixin, LTMBlockMixin,
                                  ffn_residual_branch, match_preset, reclass,
                                  tie_unused_parameters, token_merger_factory)
-from mmltm.ops import TokenMerger
+from mmltm.ops import build_token_merger
 from mmltm.ops.tome import ToMeMerger
+
+
+def _ltm(ratio, **kwargs):
+    """The 'ltm' mask module of an 8-channel block."""
+    return build_token_merger('ltm', ratio, dims=8, **kwargs)
 
 
 def dense_merge(z, mask):
@@ -73,10 +78,10 @@ class _LTM(LTMBlockMixin, _Base):
 def test_reclass_keeps_parameters_and_refuses_other_classes():
     base = _Base()
     keys = set(base.state_dict())
-    merger = TokenMerger(0.5)
+    merger = _ltm(0.5)
     block = _LTM.from_block(base, merger)
     assert block is base and type(block) is _LTM and block.token_merger is merger
-    assert set(block.state_dict()) == keys | {'token_merger.log_step'}
+    assert set(block.state_dict()) == keys | {f'token_merger.{k}' for k in merger.state_dict()}
     with pytest.raises(TypeError, match='cannot turn a _LTM into a _LTM'):
         _LTM.from_block(block, merger)  # twice
     with pytest.raises(TypeError, match='cannot turn a Linear into a _LTM'):
@@ -84,31 +89,34 @@ def test_reclass_keeps_parameters_and_refuses_other_classes():
 
 
 def test_tie_unused_parameters_is_an_exact_zero_with_a_zero_gradient():
-    merger = TokenMerger(0.5, init_step=2.0)
+    merger = _ltm(0.5, init_step=2.0)
+    params = list(merger.parameters())
+    assert params
     out = torch.randn(3, 4, requires_grad=True)
     tied = tie_unused_parameters(out, merger)
     assert torch.equal(tied, out) and tied is not out
     tied.sum().backward()
-    assert merger.log_step.grad is not None and float(merger.log_step.grad) == 0.0
+    assert all(p.grad is not None and not p.grad.any() for p in params)
     # nothing to tie: eval mode, no grad, frozen or no parameters
     assert tie_unused_parameters(out, merger.eval()) is out
     merger.train()
     with torch.no_grad():
         assert tie_unused_parameters(out, merger) is out
-    merger.log_step.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(False)
     assert tie_unused_parameters(out, merger) is out
-    assert tie_unused_parameters(out, TokenMerger(1.0)) is out  # a buffer at ratio 1
+    assert tie_unused_parameters(out, _ltm(1.0)) is out  # no parameters at ratio 1
     assert tie_unused_parameters(out, ToMeMerger(0.5)) is out
 
 
 def test_tie_keeps_the_dtype_under_autocast():
-    merger = TokenMerger(0.5)
+    merger = _ltm(0.5)
     out = torch.randn(2, 3).to(torch.bfloat16)
     assert tie_unused_parameters(out, merger).dtype == torch.bfloat16
 
 
 def test_block_output_ties_and_records():
-    block = _LTM.from_block(_Base(), TokenMerger(0.5))
+    block = _LTM.from_block(_Base(), _ltm(0.5))
     out = torch.ones(2, 2)
     assert block.last_mask is NOT_RECORDED
     y, mask = block.block_output(out, None)
@@ -123,8 +131,8 @@ def test_factory_builds_each_mode_with_its_arguments():
     make = token_merger_factory('ltm', 0.5, options=dict(init_step=2.0),
                                 context=dict(window_size=7), probe_dims=8)
     merger = make(8)
-    assert isinstance(merger, TokenMerger) and merger.compression_ratio == 0.5
-    assert float(merger.log_step.detach().exp()) == pytest.approx(2.0)
+    assert type(merger) is type(_ltm(0.5)) and merger.compression_ratio == 0.5
+    assert float(merger.log_step) == float(_ltm(0.5, init_step=2.0).log_step)
     assert make(8) is not merger  # one module per block
     tome = token_merger_factory('tome', 0.25, context=dict(window_size=7))(16)
     assert isinstance(tome, ToMeMerger) and tome.window_size == 7
@@ -132,8 +140,8 @@ def test_factory_builds_each_mode_with_its_arguments():
     tome = token_merger_factory('tome', 0.25, dict(window_size=None),
                                 context=dict(window_size=7))(16)
     assert tome.window_size is None
-    fixed = token_merger_factory('ltm', 0.5, dict(learnable_step=False))(8)
-    assert not list(fixed.parameters())
+    fixed = token_merger_factory('ltm', 0.5, dict(learnable_step=False), probe_dims=8)(8)
+    assert 'log_step' in dict(fixed.named_buffers())
 
 
 @pytest.mark.parametrize('args,error,match', [
@@ -151,7 +159,7 @@ def test_factory_builds_each_mode_with_its_arguments():
     (dict(options=dict(init_step=31.0)), ValueError, r'init_step=31.0 is not allowed'),
 ])
 def test_factory_errors_name_the_value(args, error, match):
-    kwargs = {**dict(merge_mode='ltm', compression_ratio=0.5), **args}
+    kwargs = {**dict(merge_mode='ltm', compression_ratio=0.5, probe_dims=8), **args}
     with pytest.raises(error, match=match):
         token_merger_factory(**kwargs)
 
@@ -176,7 +184,7 @@ class _Backbone(LTMBackboneMixin, nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.blocks = nn.ModuleList(_LTM.from_block(_Base(), TokenMerger(0.5))
+        self.blocks = nn.ModuleList(_LTM.from_block(_Base(), _ltm(0.5))
                                     for _ in range(3))
 
     def ltm_stages(self):
