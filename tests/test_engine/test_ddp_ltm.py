@@ -5,7 +5,9 @@ LTM-Swin at 64x64 has a 2x2 grid in stage 4, which ratio 0.7 cannot reduce,
 so those blocks skip their merge but keep a trainable mask parameter; they
 tie it into their output with an exact zero
 (:func:`mmltm.models.layers.tie_unused_parameters`). Without the tie DDP
-fails in the second iteration, which the second test shows.
+fails in the second iteration ("Expected to have finished reduction in the
+prior iteration ..."; checked by hand with ``tie=False``, and in one
+process by tests/test_models/test_ltm_mask_parameters.py).
 """
 import os
 import socket
@@ -93,8 +95,3 @@ def test_ddp_without_find_unused_parameters_trains_and_stays_in_sync(tmp_path, m
     n = result['num_last']
     assert n == 1 and result['changed'][:n] == [False], result
     assert all(result['changed'][n:]), result
-
-
-def test_without_the_tie_ddp_fails(tmp_path, monkeypatch):
-    with pytest.raises(Exception, match='(?s)did not receive grad|finished reduction'):
-        _spawn(tmp_path, monkeypatch, tie=False)

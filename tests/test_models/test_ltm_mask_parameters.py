@@ -47,3 +47,16 @@ def test_every_parameter_gets_a_gradient_when_a_block_does_not_merge(type_):
     idle = [p for m, merger in zip(masks, model.token_mergers) if m is None
             for p in merger.parameters()]
     assert idle and all(not p.grad.any() for p in idle)
+
+
+def test_without_the_tie_the_idle_mask_parameters_get_no_gradient(monkeypatch):
+    """What DDP would trip over: the tie is what gives them a gradient."""
+    from mmltm.models.layers import ltm_block
+    monkeypatch.setattr(ltm_block, 'tie_unused_parameters', lambda out, module: out)
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='LTMSwinTransformer', compression_ratio=0.7,
+                              **SMALL['LTMSwinTransformer']))
+    model.train()
+    sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64))).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing and all(n.startswith('stages.3.') and '.token_merger.' in n for n in missing)
