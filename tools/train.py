@@ -99,8 +99,12 @@ def add_guard_hook(cfg: Config) -> None:
     the config lists it (as ``CheckpointGuardHook`` or
     ``mmltm.CheckpointGuardHook``)."""
     hooks = list(cfg.get('custom_hooks') or [])
-    if any(str(h.get('type', '')).split('.')[-1] == GUARD_HOOK
-           for h in hooks if isinstance(h, dict)):
+
+    def name(hook_type) -> str:  # 'X', 'mmltm.X' or the class itself
+        return getattr(hook_type, '__name__', str(hook_type)).split('.')[-1]
+
+    if any(name(h.get('type', '')) == GUARD_HOOK for h in hooks
+           if isinstance(h, dict)):
         return
     hooks.append(ConfigDict(type=f'mmltm.{GUARD_HOOK}'))
     cfg.custom_hooks = hooks
