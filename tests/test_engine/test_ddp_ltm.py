@@ -12,7 +12,6 @@ process by tests/test_models/test_ltm_mask_parameters.py).
 import os
 import socket
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
