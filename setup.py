@@ -5,9 +5,16 @@ the mask module (``mmltm/ops/csrc``, about a minute); they need torch at
 build time, hence no build isolation. ``MMLTM_WITH_OPS=0`` skips them, and
 so does a build without torch: mmltm then runs its PyTorch reference code
 (and says so once at inference).
+
+The package also carries what OpenMMLab's ``mim`` reads from an installed
+codebase: ``mmltm/.mim/`` with ``configs/``, ``tools/`` and
+``model-index.yml`` (symlinks in an editable install, copies in a wheel or
+sdist; see :func:`add_mim_extension`), so that ``mim search mmltm`` lists
+the models and ``mim train mmltm <config>`` / ``mim test`` run them.
 """
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,10 +57,45 @@ def kernel_build():
     return [ext], {'build_ext': OptionalBuildExtension}
 
 
+#: what ``mim`` expects in ``<package>/.mim`` (as mmdet / mmseg ship it)
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+
+
+def add_mim_extension() -> None:
+    """Put ``configs/``, ``tools/`` and ``model-index.yml`` into the package
+    as ``mmltm/.mim/``: symlinks to the originals for an editable install
+    (``pip install -e .``: edits to configs are seen at once), copies for a
+    wheel, sdist or plain install. Other setup.py commands (metadata only,
+    egg_info, clean) leave the tree alone."""
+    commands = set(sys.argv[1:])
+    if commands & {'develop', 'editable_wheel'}:
+        mode = 'symlink'
+    elif commands & {'sdist', 'bdist_wheel', 'build', 'build_py', 'install'}:
+        mode = 'copy'
+    else:
+        return
+    mim_root = HERE / 'mmltm' / '.mim'
+    mim_root.mkdir(exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = HERE / name, mim_root / name
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        elif dst.is_dir():
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            dst.symlink_to(os.path.relpath(src, mim_root))
+        elif src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                '__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
+
+
 EXT_MODULES, CMDCLASS = kernel_build()
 VERSION = re.search(r"__version__ = '([^']+)'",
                     (HERE / 'mmltm' / 'version.py').read_text()).group(1)
 
+add_mim_extension()
 setup(
     name='mmltm',
     version=VERSION,
@@ -64,6 +106,10 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
+    # mim's view of the codebase (add_mim_extension; MANIFEST.in for sdists)
+    package_data={'mmltm': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                            '.mim/configs/**/*.yml', '.mim/tools/**/*.py',
+                            '.mim/tools/**/*.sh']},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,
     install_requires=[
@@ -85,7 +131,8 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        'tests': ['pytest', 'pytest-timeout'],
+        'tests': ['pytest', 'pytest-timeout', 'openmim'],
+        'mim': ['openmim'],
     },
     license='Apache-2.0',
     classifiers=[

@@ -1,19 +1,2 @@
-# LTM-ViT-S Mask R-CNN, 1x: ./mask_rcnn_vit_s_coco.py with only the
-# backbone swapped for LTMVisionTransformer (merging in every block's FFN,
-# compression_ratio 0.78 as in ImageNet training). Every block unmerges its
-# FFN output, so the neck receives the ordinary stride-16 map.
-#
-# Weights: the LTM-ViT-S ImageNet-1k checkpoint of mmltm's classification
-# config (an mmpretrain ImageClassifier, keys ``backbone.*``: prefix
-# 'backbone.' strips them and drops the head). DeiT-S weights also load
-# (only the ``token_merger.log_step`` keys stay at their init).
-_base_ = ['./mask_rcnn_vit_s_coco.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
-
-ltm_pretrained = 'work_dirs/ltm_vit_s_4xb256_in1k/epoch_300.pth'
-model = dict(
-    backbone=dict(
-        type='LTMVisionTransformer',
-        compression_ratio=0.78,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=ltm_pretrained, prefix='backbone.')))
+# old name, kept so that documented commands keep working
+_base_ = ['./ltm_vit/mask-rcnn_ltm-deit-s-p16_sfp_1x_coco.py']

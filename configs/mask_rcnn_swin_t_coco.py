@@ -1,11 +1,2 @@
-# Baseline: mmdet's Swin-T Mask R-CNN, 1x schedule (12 epochs, single-scale
-# 1333x800), reported 42.7 box AP / 39.3 mask AP on COCO val2017.
-#
-# Taken unchanged from the installed mmdet package
-# (mmdet/.mim/configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py):
-# Swin-T (96, [2, 2, 6, 2], [3, 6, 12, 24], window 7, drop_path 0.2) with the
-# official ImageNet-1k weights, FPN in_channels [96, 192, 384, 768],
-# AdamW lr 1e-4 / wd 0.05 (no decay on norms and position tables), LinearLR
-# warm-up 1000 iters, MultiStepLR [8, 11]; 8 GPUs x 2 images.
-# ./mask_rcnn_ltm_swin_t_coco.py differs from this file only in the backbone.
-_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py']
+# old name, kept so that documented commands keep working
+_base_ = ['./ltm_swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py']

@@ -1,20 +1,2 @@
-# LTM-Swin-T UperNet on ADE20K, 160k: ./upernet_swin_t_ade20k.py with only
-# the backbone swapped for LTMSwinTransformer.
-#
-# LTMSwinTransformer extends mmdet's SwinTransformer, which takes every
-# argument of mmseg's (same architecture, same state-dict keys). Weights: the
-# LTM-Swin-T ImageNet-1k checkpoint of ./ltm_swin_t_8xb128_in1k.py, keys under
-# ``prefix`` (see ./mask_rcnn_ltm_swin_t_coco.py for the checks made when it
-# loads); mmseg's pre-converted Swin .pth (bare backbone keys) loads too.
-_base_ = ['./upernet_swin_t_ade20k.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
-
-ltm_pretrained = 'work_dirs/ltm_swin_t_8xb128_in1k/epoch_300.pth'
-model = dict(
-    backbone=dict(
-        type='LTMSwinTransformer',
-        compression_ratio=0.7,
-        convert_weights=False,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=ltm_pretrained,
-            prefix='backbone.')))
+# old name, kept so that documented commands keep working
+_base_ = ['./ltm_swin/upernet_ltm-swin-t_8xb2-160k_ade20k-512x512.py']

@@ -1,13 +1,2 @@
-# Baseline: mmseg's UperNet Swin-T on ADE20K, 512x512 crops, 160k iterations
-# (8 GPUs x 2 images), reported 44.41 mIoU single-scale.
-#
-# Unchanged from the installed mmseg package (mmseg/.mim/configs/swin/
-# swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py):
-# Swin-T (drop_path 0.3) with ImageNet-1k weights, UPerHead on
-# [96, 192, 384, 768] + FCN auxiliary head on stage 3, SyncBN in the heads,
-# AdamW lr 6e-5 / wd 0.01, LinearLR warm-up 1500 iters then PolyLR.
-# ./upernet_ltm_swin_t_ade20k.py differs from this file only in the backbone.
-_base_ = [
-    'mmseg::swin/'
-    'swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
-]
+# old name, kept so that documented commands keep working
+_base_ = ['./ltm_swin/upernet_swin-t_8xb2-160k_ade20k-512x512.py']

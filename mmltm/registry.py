@@ -8,6 +8,17 @@ child of mmengine's root, so ``type='mmltm.X'`` works from any scope) *and*
 register the same class object into the mmpretrain, mmdet and mmseg
 registries, so that ``type='X'`` works unchanged in their configs.
 
+No shadowing: a name that a library's registry already holds for another
+class is never overwritten (no ``force=True``); :func:`register_model` /
+:func:`register_hook` raise :class:`RegistryCollisionError` naming both
+classes, so the clash shows at ``import mmltm`` instead of a config silently
+building our class where the library's was meant. Registering the *same*
+class object again (a re-import) is a no-op. A library that registers one of
+our names only later (its lazily imported ``<lib>.models``) fails in its own
+``register_module`` with mmengine's "already registered" ``KeyError``, also
+loudly; ``tests/test_engine/test_registry.py`` imports every library's
+models and checks that no name mmltm registers exists there today.
+
 A library that is not installed, or fails on import (e.g. its mmcv version
 gate), is skipped; the class is still available under ``mmltm.X``.
 """
@@ -28,6 +39,14 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmltm',
 TARGET_LIBRARIES = ('mmpretrain', 'mmdet', 'mmseg')
 
 _logger = logging.getLogger(__name__)
+
+
+class RegistryCollisionError(KeyError):
+    """A library registry already holds another class under an mmltm name."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the text
+        return str(self.args[0]) if self.args else ''
+
 _LOCAL = {'model': MODELS, 'hook': HOOKS}
 _ATTR = {'model': 'MODELS', 'hook': 'HOOKS'}
 
@@ -54,11 +73,26 @@ def registered_in(name: str, kind: str = 'model') -> List[str]:
 def _register(kind: str, name: Optional[str]) -> Callable[[Type], Type]:
     def decorator(cls: Type) -> Type:
         key = name or cls.__name__
-        _LOCAL[kind].register_module(name=key, module=cls)
-        for library in TARGET_LIBRARIES:
-            registry = _library_registry(library, kind)
-            if registry is not None:
-                registry.register_module(name=key, module=cls, force=True)
+        registries = [_LOCAL[kind]] + [
+            registry for registry in (_library_registry(library, kind)
+                                      for library in TARGET_LIBRARIES)
+            if registry is not None
+        ]
+        # check all first, so that a clash leaves no registry half-updated
+        for registry in registries:
+            existing = registry.module_dict.get(key)
+            if existing is not None and existing is not cls:
+                raise RegistryCollisionError(
+                    f'mmltm cannot register {cls.__module__}.'
+                    f'{cls.__qualname__} as {key!r} in the {registry.scope} '
+                    f'{registry.name} registry: it already holds '
+                    f'{existing.__module__}.{existing.__qualname__} under '
+                    'that name, and mmltm never shadows a name. Register '
+                    'the mmltm class under another name '
+                    f'(register_{kind}(name=...)).')
+        for registry in registries:
+            if key not in registry.module_dict:
+                registry.register_module(name=key, module=cls)
         return cls
     return decorator
 
@@ -75,4 +109,4 @@ def register_hook(name: Optional[str] = None) -> Callable[[Type], Type]:
 
 
 __all__ = ['MODELS', 'HOOKS', 'register_model', 'register_hook',
-           'registered_in', 'TARGET_LIBRARIES']
+           'registered_in', 'TARGET_LIBRARIES', 'RegistryCollisionError']

@@ -15,13 +15,14 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmltm  # noqa: E402,F401  (registers models, installs checkpoint fix)
+import mmltm  # noqa: E402,F401  (registers the mmltm models)
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmltm.engine import (check_checkpoint_keys,  # noqa: E402
                           check_data_roots, init_cpu_dist,
-                          prepare_runner_cfg, scope_init)
+                          install_checkpoint_fix, prepare_runner_cfg,
+                          scope_init)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # mmengine reloads its own checkpoints under torch >= 2.6
+    install_checkpoint_fix()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {args.out}: the output file must be a .pkl '
                          'or .pickle file')

@@ -9,59 +9,23 @@
 # Written in mmpretrain terms; the crop size is 256 (timm's MobileViT
 # default). Not reproduced: timm's exact RandAugment op set (mmpretrain's
 # 'timm_increasing' policies are its port), timm's AdamW decay exclusion is
-# reproduced by the zero decay on norms, biases and 1-D parameters.
+# reproduced by the zero decay on norms, biases and 1-D parameters; the
+# mask modules are not decayed either (./ltm_paramwise.py).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/default_runtime.py',
+    './ltm_paramwise.py',
+    './ltm_readme_pipelines.py',
 ]
 
 # images in [0, 1], BGR, no mean/std: the preprocessing of mmpretrain's
 # MobileViT configs (Apple's weights), so the baselines can evaluate them
 data_preprocessor = dict(
     num_classes=1000, mean=[0, 0, 0], std=[255, 255, 255], to_rgb=False)
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=256,
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.2,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=bgr_mean,
-        fill_std=bgr_std),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='ResizeEdge',
-        scale=288,
-        edge='short',
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=256),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=64, dataset=dict(pipeline=test_pipeline))
+# the README's pipelines at 256x256 crops (test: short edge 288, centre crop)
+locals().update(_base_.pop('ltm_readme_pipelines').at(256, 288))
+train_dataloader.update(batch_size=64)
+val_dataloader.update(batch_size=64)
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
@@ -73,7 +37,8 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         flat_decay_mult=0.0,
-        custom_keys={'.log_step': dict(decay_mult=0.0)}))
+        # no weight decay on the mask modules (./ltm_paramwise.py)
+        custom_keys=_base_.pop('ltm_custom_keys')))
 param_scheduler = [
     dict(
         type='LinearLR',

@@ -1,113 +1,31 @@
-# Toy variant of ../mask_rcnn_swin_t_coco.py (mmdet's Swin-T Mask R-CNN 1x):
-# the same detector classes, optimizer type and pipeline structure, on the
-# deterministic toy COCO set (mmltm.datasets.toy: 48 train / 16 val images,
-# 256x256, classes circle / rectangle / triangle), sized to train in a few
-# minutes on 2 CPU cores and still reach a non-zero mAP.
+# Toy variant of ../ltm_swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py (mmdet's
+# Swin-T Mask R-CNN 1x): the same detector classes, optimizer type and
+# pipeline structure, on the toy COCO recipe of ./_base_/toy_coco.py (data,
+# heads, evaluator, runtime: see there), sized to train in a few minutes on
+# 2 CPU cores and still reach a non-zero mAP.
 #
-# What differs from the real config, and why:
-#   * data: data/toy/coco (generated on demand by tools/train.py, or
-#     python tools/misc/make_toy_data.py), 3 classes, images kept at 256;
-#   * model size (toy only; classes unchanged): a narrower, shallower Swin
-#     (embed_dims 48, depths [1, 1, 2, 1]) and a 64-channel FPN/RoI head,
-#     fewer proposals and RoI samples; no pretrained weights;
-#   * schedule: 100 iterations of 2 images (~4 passes over the data), lr
-#     1e-3 with a 20-iteration warm-up and a 10x step at iteration 80, one
-#     validation (CocoMetric bbox + segm) at the end.
+# Toy-only here: a narrower, shallower Swin (embed_dims 48, depths
+# [1, 1, 2, 1]) with a 64-channel FPN; 100 iterations of 2 images (~4 passes
+# over the data), lr 1e-3 with a 20-iteration warm-up and a 10x step at
+# iteration 80 (the real 1x steps at epochs 8 and 11).
 # ./mask_rcnn_ltm_swin_t_toy.py differs from this file only in the backbone.
-_base_ = ['../mask_rcnn_swin_t_coco.py']
+_base_ = ['../ltm_swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', './_base_/toy_coco.py']
+locals().update(_base_.pop('toy_coco'))  # model heads, data, runtime
 
-toy_data_root = 'data/toy'  # tools/train.py generates missing toy data here
-data_root = 'data/toy/coco/'
-# mmltm.datasets.toy.TOY_COCO_CLASSES / TOY_COCO_PALETTE
-classes = ('circle', 'rectangle', 'triangle')
-metainfo = dict(
-    classes=classes, palette=[(215, 45, 45), (40, 170, 60), (45, 75, 215)])
-num_classes = 3
-img_scale = (256, 256)
-max_iters = 100
 embed_dims = 48
-fpn_channels = 64
-
-model = dict(
+model.update(
     backbone=dict(
-        embed_dims=embed_dims,
-        depths=[1, 1, 2, 1],
-        num_heads=[2, 4, 8, 16],
-        drop_path_rate=0.0,
+        **swin_arch(embed_dims),  # depths [1, 1, 2, 1]
         convert_weights=False,
         init_cfg=None),
     neck=dict(
         in_channels=[embed_dims * 2**i for i in range(4)],
-        out_channels=fpn_channels),
-    rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=fpn_channels),
-        bbox_head=dict(
-            in_channels=fpn_channels,
-            fc_out_channels=256,
-            num_classes=num_classes),
-        mask_roi_extractor=dict(out_channels=fpn_channels),
-        mask_head=dict(
-            in_channels=fpn_channels,
-            conv_out_channels=fpn_channels,
-            num_classes=num_classes)),
-    train_cfg=dict(
-        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(
-        rpn=dict(nms_pre=500, max_per_img=300),
-        rcnn=dict(max_per_img=50)))
+        out_channels=fpn_channels))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=8),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=max_iters,
-    val_interval=max_iters)
-# warm-up, then one 10x step at 80% (the real 1x steps at epochs 8 and 11)
+max_iters = 100
+train_cfg, default_hooks = iter_runtime(max_iters, replace_loop=True)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
+    warmup(20),
     dict(
         type='MultiStepLR',
         by_epoch=False,
@@ -116,11 +34,3 @@ param_scheduler = [
         milestones=[int(max_iters * 0.8)],
         gamma=0.1)
 ]
-optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10.0))
-
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=2),
-    visualization=dict(draw=False))
-log_processor = dict(by_epoch=False, window_size=20)
-randomness = dict(seed=0)

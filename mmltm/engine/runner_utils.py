@@ -273,34 +273,54 @@ def init_cpu_dist(cfg: Config) -> None:
     torch.distributed.init_process_group(backend='gloo', **dist_cfg)
 
 
-def check_checkpoint_keys(model: torch.nn.Module,
-                          filename: str,
-                          max_listed: int = 8) -> None:
-    """Refuse to evaluate ``model`` with a checkpoint that does not fit it.
+def _listed(keys: List[str], max_listed: int) -> str:
+    """Per top-level module first (which parts do not fit), then examples."""
+    counts: dict = {}
+    for key in keys:
+        top = key.split('.')[0]
+        counts[top] = counts.get(top, 0) + 1
+    modules = ', '.join(f'{top}.* ({n})' for top, n in counts.items())
+    more = ', ...' if len(keys) > max_listed else ''
+    return f'[{modules}] e.g. ' + ', '.join(keys[:max_listed]) + more
 
-    mmengine loads ``load_from`` non-strictly and only logs mismatches, so a
-    checkpoint of another config (other backbone, other ``num_classes``)
-    would be evaluated with randomly initialised layers. For testing, every
-    parameter and buffer of the model must be in the checkpoint with the
-    same shape; extra checkpoint keys only produce a warning.
+
+def compare_state_dict_keys(model: torch.nn.Module,
+                            state: dict,
+                            source: str,
+                            allow_partial: bool = False,
+                            max_listed: int = 8,
+                            what: str = 'test') -> None:
+    """Refuse a state dict that does not fit ``model``.
+
+    mmengine loads checkpoints non-strictly and only logs mismatches, so a
+    checkpoint of another config (other backbone, other ``num_classes``, a
+    ResNet state dict) would be used with randomly initialised layers. Every
+    parameter and buffer of the model must be in ``state`` with the same
+    shape; extra keys only produce a warning. ``module.`` prefixes (DDP) are
+    ignored.
 
     Args:
         model (nn.Module): The model (a DDP wrapper is unwrapped).
-        filename (str): The checkpoint path or URL.
-        max_listed (int): How many offending keys the message names.
+        state (dict): The state dict (or a checkpoint holding
+            ``state_dict``).
+        source (str): What ``state`` came from (named in the messages).
+        allow_partial (bool): Log missing / mis-shaped keys instead of
+            raising (a partial load on purpose); a state that shares no key
+            with the model still raises. Default: False.
+        max_listed (int): How many offending keys a message names.
+        what (str): The use ('test', 'load_from', 'resume'), for the advice
+            in the message.
 
     Raises:
         RuntimeError: naming the missing / mis-shaped keys.
     """
     from mmengine.model import is_model_wrapper
-    from mmengine.runner.checkpoint import _load_checkpoint
     if is_model_wrapper(model):
         model = model.module
-    checkpoint = _load_checkpoint(filename, map_location='cpu')
-    state = checkpoint.get('state_dict', checkpoint) if isinstance(
-        checkpoint, dict) else checkpoint
+    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
+        state = state['state_dict']
     if not isinstance(state, dict):
-        raise RuntimeError(f'checkpoint {filename} holds no state dict '
+        raise RuntimeError(f'checkpoint {source} holds no state dict '
                            f'(got {type(state).__name__})')
     state = {
         (k[len('module.'):] if k.startswith('module.') else k): v
@@ -314,38 +334,56 @@ def check_checkpoint_keys(model: torch.nn.Module,
         for k, v in expected.items()
         if k in state and hasattr(state[k], 'shape')
         and tuple(state[k].shape) != tuple(v.shape))
-
-    def listed(keys: List[str]) -> str:
-        # per top-level module first (which parts do not fit), then examples
-        counts: dict = {}
-        for key in keys:
-            top = key.split('.')[0]
-            counts[top] = counts.get(top, 0) + 1
-        modules = ', '.join(f'{top}.* ({n})' for top, n in counts.items())
-        more = ', ...' if len(keys) > max_listed else ''
-        return (f'[{modules}] e.g. ' + ', '.join(keys[:max_listed]) + more)
-
-    if missing or mis_shaped:
-        parts = []
-        if missing:
-            parts.append(f'{len(missing)} of the model\'s {len(expected)} '
-                         f'keys are missing from it: {listed(missing)}')
-        if mis_shaped:
-            parts.append(f'{len(mis_shaped)} keys have another shape: '
-                         f'{listed(mis_shaped)}')
-        if unexpected:
-            parts.append(f'it has {len(unexpected)} keys the model does not: '
-                         f'{listed(unexpected)}')
-        raise RuntimeError(
-            f'checkpoint {filename} does not match the model of this '
-            f'config ({type(model).__name__}): ' + '; '.join(parts) +
-            '. Was it trained with another config?')
+    matching = len(expected) - len(missing) - len(mis_shaped)
+    parts = []
+    if missing:
+        parts.append(f'{len(missing)} of the model\'s {len(expected)} keys '
+                     f'are missing from it: {_listed(missing, max_listed)}')
+    if mis_shaped:
+        parts.append(f'{len(mis_shaped)} keys have another shape: '
+                     f'{_listed(mis_shaped, max_listed)}')
     if unexpected:
-        print_log(
-            f'checkpoint {filename} has {len(unexpected)} keys the model '
-            f'does not use: {listed(unexpected)}',
-            logger='current',
-            level=logging.WARNING)
+        parts.append(f'it has {len(unexpected)} keys the model does not: '
+                     f'{_listed(unexpected, max_listed)}')
+    head = (f'checkpoint {source} does not match the model of this config '
+            f'({type(model).__name__}): ')
+    if (missing or mis_shaped) and (matching == 0 or not allow_partial):
+        if matching == 0:
+            advice = ('. Not one model key loads from it: is it a checkpoint '
+                      'of another model?')
+        elif what == 'load_from':
+            advice = ('. Was it trained with another config? To load only '
+                      'the matching keys on purpose, pass '
+                      '--allow-partial-load (tools/train.py) or set '
+                      'allow_partial_load = True in the config')
+        else:
+            advice = '. Was it trained with another config?'
+        raise RuntimeError(head + '; '.join(parts) + advice)
+    if parts:
+        print_log(('partial load allowed: ' if missing or mis_shaped else '')
+                  + head + '; '.join(parts),
+                  logger='current',
+                  level=logging.WARNING)
+
+
+def check_checkpoint_keys(model: torch.nn.Module,
+                          filename: str,
+                          max_listed: int = 8) -> None:
+    """Refuse to evaluate ``model`` with a checkpoint that does not fit it
+    (see :func:`compare_state_dict_keys`; no partial loads).
+
+    Args:
+        model (nn.Module): The model (a DDP wrapper is unwrapped).
+        filename (str): The checkpoint path or URL.
+        max_listed (int): How many offending keys the message names.
+
+    Raises:
+        RuntimeError: naming the missing / mis-shaped keys.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    checkpoint = _load_checkpoint(filename, map_location='cpu')
+    compare_state_dict_keys(model, checkpoint, filename,
+                            max_listed=max_listed, what='test')
 
 
 def scope_init(cfg: Config) -> str:
@@ -360,5 +398,5 @@ def scope_init(cfg: Config) -> str:
 __all__ = [
     'SUPPORTED_SCOPES', 'task_of_config', 'collect_data_roots',
     'check_data_roots', 'prepare_runner_cfg', 'init_cpu_dist', 'scope_init',
-    'check_checkpoint_keys'
+    'check_checkpoint_keys', 'compare_state_dict_keys'
 ]

@@ -1,9 +1,9 @@
 """The compiled CPU kernels of the LTM mask module, and when to use them.
 
-``mmltm/ops/csrc/token_merging_cpu.cpp`` computes (L3)-(L5) of
-:mod:`mmltm.ops.token_merging` (the merging weights and the merged tokens)
-in one pass over the tokens, and (L6) plus the block's residual add in
-another. The pure-PyTorch code in ``token_merging.py`` stays the reference:
+``mmltm/ops/csrc/token_merging_cpu.cpp`` computes (G2)-(G4) of
+:class:`~mmltm.ops.mask_module.GridTokenMerger` (the merging weights) and the
+merged tokens in one pass over the tokens, and the unmerge plus the block's
+residual add in another. The pure-PyTorch code stays the reference:
 it is what training (autograd), tracing (FLOP counting), ``torch.compile``,
 GPUs and other dtypes run, and the tests check the kernels against it.
 
@@ -100,13 +100,27 @@ def can_fuse(tensors: Iterable[torch.Tensor],
 def mask_and_merge(z: torch.Tensor, prior: Optional[torch.Tensor],
                    cell_ptr: torch.Tensor, cell_tokens: torch.Tensor,
                    eta: float):
-    """Kernel of (L3)-(L5): ``(weight (B, N), merged (B, N', C))``."""
+    """Kernel of (G2)-(G4) and the merge: ``(weight (B, N), merged (B, N', C))``."""
     empty = z.new_empty(0)
     return _ext.mask_and_merge(z.contiguous(), empty if prior is None else prior.contiguous(),
                                cell_ptr, cell_tokens, float(eta))
 
 
+def ltm_mask_and_merge(z: torch.Tensor, proj_z: torch.Tensor, prior, plan, eta: float):
+    """Kernel of (M1)-(M5) of :class:`~mmltm.ops.mask_module.TokenMerger`:
+    ``(assign (B, N), weight (B, N), merged (B, N', C))`` from the tokens, their
+    projection ``P' z`` ``(B, N, d)`` (not yet normalised) and the prior mask
+    (a :class:`~mmltm.ops.MergeMask` or None)."""
+    empty = z.new_empty(0)
+    return _ext.ltm_mask_and_merge(
+        z.contiguous(), proj_z,
+        empty.long() if prior is None else prior.assign.contiguous(),
+        empty if prior is None else prior.weight.contiguous(),
+        plan.anchor, plan.movable, plan.candidates, plan.candidate_valid, float(eta))
+
+
 def unmerge_add(base: torch.Tensor, delta: torch.Tensor,
                 assign: torch.Tensor) -> torch.Tensor:
-    """Kernel of ``base + (L6)``: ``out_n = base_n + delta_a(n)``."""
+    """Kernel of ``base + unmerge``: ``out_n = base_n + delta_a(n)``; ``assign``
+    ``(N,)`` shared or ``(B, N)`` per sample."""
     return _ext.unmerge_add(base.contiguous(), delta.contiguous(), assign)

@@ -53,7 +53,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .token_merging import MergeMask, check_compression_ratio, merge_tokens
+from .grid_plan import check_compression_ratio
+from .merge_mask import MergeMask, merge_tokens
 
 __all__ = ['ToMeMerger', 'bipartite_soft_matching']
 

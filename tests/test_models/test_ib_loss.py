@@ -241,7 +241,9 @@ def _set_tables(head, seed=0):
 def test_head_losses_warmup_and_gradients_reach_backbone_and_mask_module():
     model = _toy_classifier()
     head = model.head
-    x = torch.randn(2, 3, 56, 56)
+    # 128 px: the last stage's 4x4 map still merges (at 56 px its 2x2 map
+    # cannot, and that block's merger gets no gradient)
+    x = torch.randn(2, 3, 128, 128)
     samples = _samples([0, 2])
     # warm-up: CE only, loss_ib is a zero and no bound is reported
     losses = model.loss(x, samples)
@@ -265,11 +267,54 @@ def test_head_losses_warmup_and_gradients_reach_backbone_and_mask_module():
     losses['loss_ib'].backward()
     bb = model.backbone
     assert bb.patch_embed.projection.weight.grad.abs().sum() > 0
-    log_steps = [(n, p) for n, p in bb.named_parameters()
-                 if n.endswith('token_merger.log_step')]
-    assert len(log_steps) == 5
-    assert any(p.grad is not None and p.grad.abs() > 0 for _, p in log_steps)
+    mask_params = [(n, p) for n, p in bb.named_parameters()
+                   if 'token_merger' in n and p.requires_grad]
+    assert mask_params
+    # every trainable mask-module parameter gets a non-zero IB gradient
+    without = [n for n, p in mask_params
+               if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not without, without
     assert model.head.fc.weight.grad is None  # the bound skips the classifier
+
+
+def test_gradient_ratio_of_ib_and_ce_on_the_mask_module():
+    """||grad IB|| / ||grad CE|| on the token_merger parameters: a finite
+    positive number with the IB term on, computed from the two gradients
+    as one would by hand; exactly 0 with ib_weight=0."""
+    model = _toy_classifier()
+    _set_tables(model.head)
+    model.head.ib_active = True
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 56, 56)
+    samples = _samples([0, 2])
+    result = model.ib_gradient_ratio(x, samples)
+    params = [p for n, p in model.named_parameters() if 'token_merger' in n]
+    assert result['num_params'] == len(params) > 0
+    assert 0 < result['ratio'] < float('inf')
+    # the same by hand, with .backward()
+    norms = {}
+    for key in ('loss_ib', 'loss_cls'):
+        model.zero_grad()
+        model.loss(x, samples)[key].backward()
+        norms[key] = torch.sqrt(sum(p.grad.pow(2).sum() for p in params
+                                    if p.grad is not None)).item()
+    assert result['ib_norm'] == pytest.approx(norms['loss_ib'], rel=1e-4)
+    assert result['ce_norm'] == pytest.approx(norms['loss_cls'], rel=1e-4)
+    assert result['ratio'] == pytest.approx(
+        norms['loss_ib'] / norms['loss_cls'], rel=1e-4)
+    # .grad fields are left alone by the measurement itself
+    model.zero_grad()
+    model.ib_gradient_ratio(x, samples)
+    assert all(p.grad is None for p in params)
+
+    off = _toy_classifier(ib_weight=0.0)
+    _set_tables(off.head)
+    off.head.ib_active = True
+    result = off.ib_gradient_ratio(x, samples)
+    assert result['ratio'] == 0.0 and result['ib_norm'] == 0.0
+    assert result['ce_norm'] > 0
+    # no mask module: nothing to measure
+    assert model.ib_gradient_ratio(x, samples, name_filter='no_such') is None
 
 
 def test_head_soft_labels_and_ib_weight_zero():

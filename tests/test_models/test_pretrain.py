@@ -13,6 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 TOY_CFG = REPO / 'configs' / 'toy' / 'ltm_swin_t_in1k_toy.py'
 DET_CFG = REPO / 'configs' / 'toy' / 'mask_rcnn_ltm_swin_t_toy.py'
 pytestmark = pytest.mark.slow
+#: nats of val label NLL the 3-epoch toy model must gain over an untrained
+#: one (which scores log(4) = 1.386 at chance)
+NLL_MARGIN = 0.05
 
 
 @pytest.fixture(scope='module')
@@ -61,26 +64,96 @@ def _record_refreshes(runner):
     return records
 
 
+def _record_initial_mask_params(runner):
+    """The token_merger parameters right before training (after init)."""
+    from mmengine.hooks import Hook
+    initial = {}
+
+    class Record(Hook):
+
+        def before_train(self, runner):
+            initial.update({
+                k: v.detach().clone()
+                for k, v in runner.model.state_dict().items()
+                if 'token_merger' in k
+            })
+
+    runner.register_hook(Record(), priority='HIGHEST')
+    return initial
+
+
+def _top1_and_nll(model, loader):
+    """Share of images whose arg-max prediction is the label (%), and the
+    mean negative log-probability of the label (nats)."""
+    model.eval()
+    correct = total = 0
+    nll = 0.0
+    with torch.no_grad():
+        for data in loader:
+            for sample in model.val_step(data):
+                label = sample.gt_label.item()
+                correct += int(sample.pred_label.item() == label)
+                nll -= torch.log(sample.pred_score[label]).item()
+                total += 1
+    return 100.0 * correct / total, nll / total
+
+
+def _identity_merger_prefixes(backbone, img_size):
+    """Mask-module parameter prefixes of the Swin blocks whose map is too
+    small to merge at ``img_size`` (their merger is the identity, so it
+    gets no gradient; issue 11 removes such parameters)."""
+    h = w = img_size // 4
+    prefixes = []
+    for i, stage in enumerate(backbone.stages):
+        for j, block in enumerate(stage.blocks):
+            merger = getattr(block, 'token_merger', None)
+            if merger is not None and merger.is_identity((h, w)):
+                prefixes.append(f'stages.{i}.blocks.{j}.token_merger.')
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return tuple(prefixes)
+
+
 @pytest.fixture(scope='module')
 def pretrained(toy_imagenet, tmp_path_factory):
     """3 toy epochs (4 iterations each): CE only in epoch 0, IB after."""
+    from mmltm.engine import install_checkpoint_fix
+    install_checkpoint_fix()  # the Mask R-CNN test loads a Runner ckpt
     init_default_scope('mmpretrain')
     work_dir = tmp_path_factory.mktemp('ltm_in1k_toy')
     runner = Runner.from_cfg(_toy_cfg(work_dir, toy_imagenet))
     records = _record_refreshes(runner)
+    initial = _record_initial_mask_params(runner)
     runner.train()
     history = runner.message_hub.get_scalar('train/loss_ib').data[0]
     bound = runner.message_hub.get_scalar('train/ib_bound').data[0]
     metrics = runner.val()
     ckpt = osp.join(str(work_dir), 'epoch_3.pth')
     return dict(runner=runner, records=records, loss_ib=list(history),
-                ib_bound=list(bound), metrics=metrics, ckpt=ckpt)
+                ib_bound=list(bound), metrics=metrics, ckpt=ckpt,
+                initial_mask_params=initial)
 
 
 def test_toy_pretraining_reports_top1(pretrained):
+    """The reported top-1 is the arg-max accuracy on the val images, and
+    the trained model beats an untrained one of the same config."""
     metrics = pretrained['metrics']
     assert set(metrics) == {'accuracy/top1'}
-    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+    runner = pretrained['runner']
+    top1 = metrics['accuracy/top1']
+    by_hand, nll = _top1_and_nll(runner.model, runner.val_dataloader)
+    assert top1 == pytest.approx(by_hand)
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(123)
+    model_cfg = runner.cfg.model.copy()
+    model_cfg.setdefault('data_preprocessor', runner.cfg.data_preprocessor)
+    untrained = MODELS.build(model_cfg)
+    untrained.init_weights()
+    untrained_top1, untrained_nll = _top1_and_nll(untrained,
+                                                  runner.val_dataloader)
+    print(f'\n[toy LTM-Swin in1k, 3 epochs] top-1 {top1:.1f} vs untrained '
+          f'{untrained_top1:.1f}; label NLL {nll:.3f} vs {untrained_nll:.3f}')
+    assert top1 > untrained_top1
+    assert nll < untrained_nll - NLL_MARGIN
     assert osp.isfile(pretrained['ckpt'])
 
 
@@ -95,6 +168,28 @@ def test_ib_term_is_off_during_warmup_then_on(pretrained):
     assert len(bound) == 8
     for weighted, raw in zip(loss_ib[4:], bound):
         assert weighted == pytest.approx(0.1 * raw, rel=1e-4)
+
+
+def test_ib_gradient_ratio_is_logged_every_epoch(pretrained):
+    """IBClusterHook logs ||grad IB|| / ||grad CE|| on the token_merger
+    parameters once per epoch: 0 in the CE-only epoch, finite > 0 after;
+    exactly 0 when ib_weight is 0."""
+    runner = pretrained['runner']
+    ratios = list(runner.message_hub.get_scalar('train/ib_grad_ratio')
+                  .data[0])
+    assert len(ratios) == 3 and ratios[0] == 0.0
+    assert all(0 < r < float('inf') for r in ratios[1:]), ratios
+    from mmltm.engine.hooks import IBClusterHook
+    hook = [h for h in runner.hooks if isinstance(h, IBClusterHook)][0]
+    batch = next(iter(runner.train_dataloader))
+    head = runner.model.head
+    assert head.ib_active
+    assert 0 < hook.log_gradient_ratio(runner, batch) < float('inf')
+    head.ib_weight = 0.0
+    try:
+        assert hook.log_gradient_ratio(runner, batch) == 0.0
+    finally:
+        head.ib_weight = 0.1
 
 
 def test_hook_refreshes_clusters_every_epoch_after_warmup(pretrained):
@@ -143,10 +238,19 @@ def test_checkpoint_holds_tables_and_loads_into_mask_rcnn_backbone(
                        for p in ('weight', 'bias')}, missing
     for key, value in backbone.items():
         assert torch.equal(det_state[key], value), key
-    # the trained mask-module step sizes came along
-    log_steps = [k for k in backbone if k.endswith('token_merger.log_step')]
-    assert len(log_steps) == 5
-    assert any(backbone[k].item() != 0.0 for k in log_steps)
+    # the trained mask-module parameters came along, and every one of them
+    # was trained (differs from its value before training)
+    mask_keys = sorted(k for k in backbone if 'token_merger' in k)
+    assert mask_keys
+    initial = pretrained['initial_mask_params']
+    assert sorted(k[len('backbone.'):] for k in initial) == mask_keys
+    identity = _identity_merger_prefixes(
+        pretrained['runner'].model.backbone, img_size=64)
+    trainable = [k for k in mask_keys if not k.startswith(identity)]
+    assert trainable
+    unchanged = [k for k in trainable
+                 if torch.equal(backbone[k], initial['backbone.' + k])]
+    assert not unchanged, unchanged
 
 
 def test_iteration_based_refresh(toy_imagenet, tmp_path):

@@ -5,8 +5,8 @@ import warnings
 import pytest
 import torch
 
-from mmltm.ops import (MergeMask, TokenMerger, fused, merge_tokens, unmerge_add,
-                       unmerge_tokens)
+from mmltm.ops import (GridTokenMerger, MergeMask, TokenMerger, fused, merge_tokens,
+                       unmerge_add, unmerge_tokens)
 
 pytestmark = pytest.mark.skipif(not fused.fused_ops_available(),
                                 reason='mmltm kernels not built (MMLTM_WITH_OPS=0)')
@@ -24,13 +24,13 @@ def reference_and_fused(merger, z, hw, prev=None):
     (1, (56, 56), 96, 0.7, 1.0),     # LTM-Swin-T stage 1 at 224
     (2, (7, 7), 768, 0.7, 2.5),      # stage 4: cells of 1, 2 and 4 tokens
     (3, (13, 17), 32, 0.5, 0.3),
-    (2, (5, 9), 8, 0.3, TokenMerger.MAX_STEP),
+    (2, (5, 9), 8, 0.3, 29.0),
     (1, (1, 6), 5, 0.5, 1.0),        # a single row
 ])
 def test_mask_and_merge_kernel_equals_reference_uniform_and_chained(
         batch, hw, channels, ratio, step):
     torch.manual_seed(0)
-    merger = TokenMerger(ratio, init_step=step)
+    merger = GridTokenMerger(ratio, init_step=step)
     z = torch.randn(batch, hw[0] * hw[1], channels)
     z[0, 0] = 0  # a zero token: its cosine uses the clamped norm
     (ref_mask, ref_merged), (mask, merged) = reference_and_fused(merger, z, hw)
@@ -49,7 +49,7 @@ def test_mask_and_merge_kernel_equals_reference_uniform_and_chained(
 
 
 def test_mask_kernel_with_opposite_tokens_and_capped_step_stays_finite():
-    merger = TokenMerger(0.25)
+    merger = GridTokenMerger(0.25)
     with torch.no_grad():
         merger.log_step.fill_(math.log(1e4))  # capped at MAX_STEP
     z = torch.randn(2, 64, 8)
@@ -63,7 +63,7 @@ def test_mask_kernel_with_opposite_tokens_and_capped_step_stays_finite():
 
 def test_unmerge_add_kernel_equals_reference():
     torch.manual_seed(1)
-    merger = TokenMerger(0.6)
+    merger = GridTokenMerger(0.6)
     z = torch.randn(3, 11 * 13, 24)
     mask = merger(z, (11, 13))
     delta = torch.randn(3, mask.num_merged, 24)
@@ -84,7 +84,7 @@ def test_unmerge_kernel_rejects_an_assignment_outside_the_merged_tokens():
 
 
 def test_kernels_are_used_only_without_gradients_tracing_or_other_dtypes():
-    merger = TokenMerger(0.5)
+    merger = GridTokenMerger(0.5)
     z = torch.randn(1, 36, 8)
     params = [merger.log_step]
     with torch.no_grad():
@@ -121,7 +121,7 @@ def test_missing_kernels_warn_once_and_fall_back(monkeypatch):
     monkeypatch.setattr(fused, '_ext', None)
     monkeypatch.setattr(fused, '_EXT_ERROR', ImportError('no _ext here'))
     monkeypatch.setitem(fused._STATE, 'warned', False)
-    merger = TokenMerger(0.5)
+    merger = GridTokenMerger(0.5)
     z = torch.randn(1, 36, 8)
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -145,3 +145,53 @@ def test_ltm_swin_backbone_with_and_without_kernels_agree():
             ref = model(x)
     for a, b in zip(outs, ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('batch,hw,channels,ratio,step', [
+    (2, (56, 56), 96, 0.7, 1.0),     # LTM-Swin-T stage 1 at 224
+    (1, (7, 7), 768, 0.7, 2.5),      # stage 4, one image: channel chunks
+    (3, (13, 17), 32, 0.5, 0.3),
+    (2, (14, 14), 384, 0.78, 29.0),  # ViT-S's grid, a large step
+    (1, (1, 6), 5, 0.5, 1.0),        # a single row
+])
+def test_ltm_kernel_equals_reference_uniform_and_chained(batch, hw, channels, ratio, step):
+    torch.manual_seed(0)
+    merger = TokenMerger(ratio, dims=channels, init_step=step)
+    z = torch.randn(batch, hw[0] * hw[1], channels)
+    z[0, 0] = 0  # a zero token: its features use the clamped norm
+    (ref_mask, ref_merged), (mask, merged) = reference_and_fused(merger, z, hw)
+    assert torch.equal(mask.assign, ref_mask.assign)
+    torch.testing.assert_close(mask.weight, ref_mask.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(merged, ref_merged, rtol=1e-5, atol=1e-5)
+    z2 = 1.1 * z + 0.3 * torch.randn_like(z)  # a chained block
+    (ref2, ref_merged2), (mask2, merged2) = reference_and_fused(merger, z2, hw, ref_mask)
+    assert torch.equal(mask2.assign, ref2.assign)
+    torch.testing.assert_close(mask2.weight, ref2.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(merged2, ref_merged2, rtol=1e-5, atol=1e-5)
+    # the per-sample unmerge kernel equals the gather
+    delta = torch.randn_like(merged2)
+    with torch.no_grad():
+        out = unmerge_add(z2, delta, mask2)
+    torch.testing.assert_close(out, z2 + unmerge_tokens(delta, mask2), rtol=0, atol=0)
+
+
+def test_ltm_kernel_rejects_a_plan_or_prior_that_does_not_fit():
+    merger = TokenMerger(0.5, dims=8)
+    z = torch.randn(1, 36, 8)
+    prev = merger(z, (6, 6))
+    plan = prev.plan
+    f = torch.randn(1, 36, 4)
+    none_l, none_f = torch.empty(0, dtype=torch.long), torch.empty(0)
+    bad = plan.candidates.clone()
+    bad[3, 2] = plan.num_merged
+    with pytest.raises(RuntimeError, match=r'candidates\[3, 2\] = 20 is not a merged token'):
+        fused._ext.ltm_mask_and_merge(z, f, none_l, none_f, plan.anchor, plan.movable, bad,
+                                      plan.candidate_valid, 1.0)
+    with pytest.raises(RuntimeError, match='does not describe 36 tokens'):
+        fused._ext.ltm_mask_and_merge(z, f, none_l, none_f, plan.anchor, plan.movable[:-1],
+                                      plan.candidates[:-1], plan.candidate_valid[:-1], 1.0)
+    wrong = prev.assign.clone()
+    wrong[0, 5] = -1
+    with pytest.raises(RuntimeError, match='prior assign entry 5 = -1 is not a merged token'):
+        fused._ext.ltm_mask_and_merge(z, f, wrong, prev.weight, plan.anchor, plan.movable,
+                                      plan.candidates, plan.candidate_valid, 1.0)

@@ -11,9 +11,13 @@ from mmengine.runner.checkpoint import (_load_checkpoint, load_from_http,
 from mmengine.utils import digit_version
 
 import mmltm  # noqa: F401
-from mmltm.engine import (checkpoint_fix_installed, install_checkpoint_fix,
-                          uninstall_checkpoint_fix)
+from mmltm.engine import (UnreadableCheckpointError, checkpoint_fix_installed,
+                          install_checkpoint_fix, uninstall_checkpoint_fix)
 from mmltm.engine.checkpoint import load_from_local
+
+# ``import mmltm`` does not install it (tests/test_engine checks that in a
+# fresh process); the tools and this module install it explicitly
+install_checkpoint_fix()
 
 TORCH_RESTRICTS = digit_version(torch.__version__) >= digit_version('2.6.0')
 
@@ -30,13 +34,30 @@ def _runner_like_checkpoint(path):
             state_dict=dict(weight=torch.arange(4.))), str(path))
 
 
-def test_fix_installed_by_import():
-    assert checkpoint_fix_installed()
+def test_fix_installed_by_explicit_call():
+    uninstall_checkpoint_fix()
+    try:
+        assert not checkpoint_fix_installed()
+    finally:
+        install_checkpoint_fix()
     assert CheckpointLoader._get_checkpoint_loader(
         'work_dirs/x/iter_2.pth') is load_from_local
     # idempotent
     install_checkpoint_fix()
     assert checkpoint_fix_installed()
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / 'iter_7.pth'
+    _runner_like_checkpoint(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(UnreadableCheckpointError) as err:
+        _load_checkpoint(str(path), map_location='cpu')
+    msg = str(err.value)
+    assert msg.startswith(f'checkpoint {path} ({len(data) // 2} bytes) '
+                          'cannot be read: RuntimeError: ')
+    assert 'truncated / corrupt' in msg
 
 
 def test_local_runner_checkpoint_loads(tmp_path):

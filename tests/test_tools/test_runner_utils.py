@@ -70,3 +70,23 @@ def test_amp(monkeypatch):
     assert amp_cfg.optim_wrapper.type == 'AmpOptimWrapper'
     prepare_runner_cfg(
         amp_cfg, config_path='x.py', load_from='c.pth', training=False)
+
+
+def test_train_tool_adds_the_checkpoint_guard_once():
+    import runpy
+    add_guard_hook = runpy.run_path(str(REPO / 'tools' / 'train.py'))[
+        'add_guard_hook']
+    from mmltm.engine.hooks import CheckpointGuardHook
+    cfg = load()
+    before = list(cfg.get('custom_hooks') or [])
+    add_guard_hook(cfg)
+    assert cfg.custom_hooks[:-1] == before
+    assert cfg.custom_hooks[-1] == dict(type='mmltm.CheckpointGuardHook')
+    add_guard_hook(cfg)
+    assert len(cfg.custom_hooks) == len(before) + 1
+    for listed in ('CheckpointGuardHook', CheckpointGuardHook):
+        cfg = load()
+        cfg.custom_hooks = [dict(type=listed, allow_partial_load=True)]
+        add_guard_hook(cfg)
+        assert cfg.custom_hooks == [dict(type=listed,
+                                         allow_partial_load=True)]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,13 +122,87 @@ def det_run(toy_data, tmp_path_factory):
     return work_dir, proc
 
 
-def test_train_tool_seg_toy(seg_run):
+def test_train_tool_seg_toy(seg_run, tmp_path):
+    """The mIoU tools/train.py logs after iteration 2 is that of the
+    iteration-2 weights: tools/test.py on iter_2.pth (the same 16 val
+    images) reproduces it."""
     work_dir, proc = seg_run
     metrics = metrics_of(proc.log)
     print('\n[toy UperNet LTM-Swin, 2 iters, tools/train.py]', metrics)
-    assert 'mIoU' in metrics and 0 <= metrics['mIoU'] <= 100
     assert (work_dir / 'iter_2.pth').is_file()
     assert 'LTMSwinTransformer' in proc.log
+    tested = metrics_of(ok(run([
+        PY, 'tools/test.py', SEG_LTM, str(work_dir / 'iter_2.pth'),
+        '--work-dir', str(tmp_path)])).log)
+    for key in ('mIoU', 'mAcc', 'aAcc'):
+        assert metrics[key] == pytest.approx(tested[key], abs=0.011), key
+
+
+def _evaluate_ground_truth(config, test_cfg_options=()):
+    """The config's test_evaluator fed with the ground truth of its test
+    set as the predictions (the evaluator and annotations agree)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(str(REPO / config))
+    cfg.merge_from_dict(dict(test_cfg_options))
+    init_default_scope(cfg.default_scope)
+    from mmengine.registry import DATASETS, METRICS
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
+        metric = METRICS.build(cfg.test_evaluator)
+    finally:
+        os.chdir(cwd)
+    metric.dataset_meta = dataset.metainfo
+    samples = []
+    for i in range(len(dataset)):
+        if cfg.default_scope == 'mmseg':
+            gt = dataset[i]['data_samples'].gt_sem_seg.data
+            samples.append(dict(pred_sem_seg=dict(data=gt),
+                                gt_sem_seg=dict(data=gt)))
+        else:
+            samples.append(_det_ground_truth(dataset, i))
+    metric.process({}, samples)
+    return metric.evaluate(len(samples))
+
+
+def _det_ground_truth(dataset, index):
+    """Boxes and masks of the COCO annotations of one image, as
+    predictions with score 1 (original image coordinates)."""
+    from pycocotools import mask as mask_util
+    info = dataset.get_data_info(index)
+    h, w = info['height'], info['width']
+    boxes, labels, masks = [], [], []
+    for inst in info['instances']:
+        boxes.append(inst['bbox'])
+        labels.append(inst['bbox_label'])
+        seg = inst['mask']  # polygons, uncompressed or compressed RLE
+        if isinstance(seg, list):
+            seg = mask_util.merge(mask_util.frPyObjects(seg, h, w))
+        elif isinstance(seg['counts'], list):
+            seg = mask_util.frPyObjects(seg, h, w)
+        masks.append(mask_util.decode(seg).astype(bool))
+    return dict(
+        img_id=info['img_id'],
+        ori_shape=(h, w),
+        pred_instances=dict(
+            bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            scores=torch.ones(len(boxes)),
+            labels=torch.tensor(labels, dtype=torch.long),
+            masks=torch.from_numpy(np.stack(masks))
+            if masks else torch.zeros(0, h, w, dtype=torch.bool)))
+
+
+def test_ground_truth_scores_perfectly(toy_data):
+    """A known reference for the toy evaluators: the ground truth as
+    predictions gives mIoU 100 and bbox/segm mAP 1.0."""
+    seg = _evaluate_ground_truth(SEG_LTM)
+    assert seg['mIoU'] == pytest.approx(100.0)
+    assert seg['aAcc'] == pytest.approx(100.0)
+    det = _evaluate_ground_truth(DET_LTM)
+    assert det['coco/bbox_mAP'] == pytest.approx(1.0)
+    assert det['coco/segm_mAP'] == pytest.approx(1.0)
 
 
 def test_mmdet_train_tool_det_toy(det_run):
@@ -135,13 +210,15 @@ def test_mmdet_train_tool_det_toy(det_run):
     metrics = metrics_of(proc.log)
     print('\n[toy Mask R-CNN LTM-Swin, 2 iters, mmdet tools/train.py]',
           metrics)
-    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert key in metrics and 0 <= metrics[key] <= 1
+    assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics
     assert (work_dir / 'iter_2.pth').is_file()
 
 
 def test_test_tool_det(det_run, tmp_path):
-    work_dir, _ = det_run
+    """tools/test.py on the iteration-2 checkpoint of mmdet's train tool
+    reproduces the mAPs that training validated with (same 4 images)."""
+    work_dir, train_proc = det_run
+    trained = metrics_of(train_proc.log)
     out = tmp_path / 'preds.pkl'
     proc = ok(
         run([
@@ -152,7 +229,8 @@ def test_test_tool_det(det_run, tmp_path):
         ]))
     metrics = metrics_of(proc.log)
     print('\n[toy Mask R-CNN LTM-Swin, tools/test.py]', metrics)
-    assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'):
+        assert metrics[key] == pytest.approx(trained[key], abs=1e-3), key
     import pickle
     with open(out, 'rb') as f:
         preds = pickle.load(f)
@@ -175,6 +253,11 @@ def test_resume(seg_run, tmp_path, in_repo):
             'train_cfg.max_iters=3', 'train_cfg.val_interval=100'
         ]))
     assert 'resumed epoch: 0, iter: 2' in proc.log
+    # CheckpointGuardHook (added by tools/train.py): the RNG state travels
+    assert set(ckpt2['meta']['rng_state']) >= {'python', 'numpy', 'torch'}
+    assert (f'CheckpointGuardHook: resuming from {work_dir / "iter_2.pth"}'
+            in proc.log)
+    assert 'restored the python, numpy and torch RNG states' in proc.log
     ckpt3 = torch.load(work_dir / 'iter_3.pth', weights_only=False)
     assert ckpt3['meta']['iter'] == 3
     changed = [
@@ -187,7 +270,8 @@ def test_resume(seg_run, tmp_path, in_repo):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmltm.engine import prepare_runner_cfg
+    from mmltm.engine import install_checkpoint_fix, prepare_runner_cfg
+    install_checkpoint_fix()  # what tools/train.py does first
     cfg = Config.fromfile(str(REPO / SEG_LTM))
     cfg.merge_from_dict({'train_cfg.max_iters': 3})
     prepare_runner_cfg(

@@ -25,7 +25,7 @@ import logging
 import os.path as osp
 import sys
 import warnings
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 # mmengine 0.10.7 imports pkg_resources, which warns on every import
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -34,11 +34,12 @@ import torch  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import mmltm  # noqa: E402,F401  (registers the mmltm models)
-from mmengine.analysis import FlopAnalyzer, parameter_count  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.registry import MODELS, init_default_scope  # noqa: E402
+
+from mmltm.analysis.flops import count_flops, count_params, part_flops, part_params  # noqa: E402
+from mmltm.analysis.models import (build_model, compression_ratio,  # noqa: E402
+                                   fix_detector_workload, load_config, make_batch)
+from mmltm.analysis.tables import dense_flops_table, paper_flops_table  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -90,80 +91,39 @@ DENSE_ROWS: Dict[str, Tuple[str, str, Tuple[int, int]]] = {
 }
 
 
-def _benchmark_tool():
-    """``benchmark.py`` beside this file (its detector/segmentor builders)."""
-    import importlib.util
-    name = 'mmltm_tools_benchmark'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def measure_dense(name: str) -> Dict[str, object]:
     """Backbone and whole-model FLOPs of a detection / segmentation pair at
     its dense input size. The whole model is counted in ``mode='tensor'``
     (as mmdet's/mmseg's get_flops) on the pre-processed (padded) input; a
     detector's RPN skips NMS so that both models' RoI heads count
-    ``max_per_img`` proposals (see ``benchmark.fix_detector_workload``)."""
-    bm = _benchmark_tool()
+    ``max_per_img`` proposals (see ``mmltm.analysis.models.fix_detector_workload``)."""
     base_cfg, ltm_cfg, hw = DENSE_ROWS[name]
     out: Dict[str, object] = dict(name=name, size=hw)
     for key, cfg_name in (('baseline', base_cfg), ('ltm', ltm_cfg)):
-        cfg = bm.load_config(osp.join(REPO, 'configs', cfg_name + '.py'))
-        bm.fix_detector_workload(cfg)
-        model = bm.build_model(cfg)
-        data = bm.make_batch(model, hw, 1)
+        cfg = load_config(osp.join(REPO, 'configs', cfg_name + '.py'))
+        fix_detector_workload(cfg)
+        model = build_model(cfg)
+        data = make_batch(model, hw, 1)
         out[f'{key}_input'] = tuple(data['inputs'].shape[-2:])
         for part in ('backbone', 'model'):
-            out[f'{key}_{part}_flops'] = bm.part_flops(model, part, data) / 1e9
-            out[f'{key}_{part}_params'] = bm.part_params(model, part) / 1e6
+            out[f'{key}_{part}_flops'] = part_flops(model, part, data) / 1e9
+            out[f'{key}_{part}_params'] = part_params(model, part) / 1e6
         out[f'{key}_ratio'] = compression_ratio(model)
     return out
 
 
-def markdown_dense(results: List[Dict[str, object]]) -> str:
-    lines = ['| model | input (padded) | part | params M | baseline GFLOPs | LTM GFLOPs '
-             '| LTM / baseline | compression_ratio |', '|' + '---|' * 8]
-    for r in results:
-        h, w = r['size']
-        ph, pw = r['ltm_input']
-        for part in ('backbone', 'model'):
-            b, l = r[f'baseline_{part}_flops'], r[f'ltm_{part}_flops']
-            lines.append(f"| {r['name']} | {h}x{w} ({ph}x{pw}) | {part} "
-                         f"| {r[f'ltm_{part}_params']:.2f} | {b:.2f} | {l:.2f} | {l / b:.3f} "
-                         f"| {_fmt(r['ltm_ratio'], 'g')} |")
-    return '\n'.join(lines)
-
-
-def build_model(config: str) -> torch.nn.Module:
-    """The model of ``config`` (no weights read), in eval mode."""
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model = MODELS.build(cfg.model)
-    model.eval()
-    return model
+def load_classifier(config: str) -> torch.nn.Module:
+    """The model of ``config`` (no weights read), in eval mode; configs
+    without ``default_scope`` are built by mmpretrain."""
+    return build_model(load_config(config), default_scope='mmpretrain')
 
 
 def count(model: torch.nn.Module, size: int) -> Tuple[float, float]:
     """``(params in M, FLOPs in G)`` of ``model`` on one ``size x size``
     image, with mmengine's counter (the numbers
     ``get_model_complexity_info`` reports, without its activation count)."""
-    inputs = (torch.randn(1, 3, size, size), )
-    with torch.no_grad():
-        analyzer = FlopAnalyzer(model, inputs)
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        flops = analyzer.total()
-    return parameter_count(model)[''] / 1e6, flops / 1e9
-
-
-def compression_ratio(model: torch.nn.Module) -> Optional[float]:
-    backbone = getattr(model, 'backbone', model)
-    return getattr(backbone, 'compression_ratio', None)
+    flops = count_flops(model, torch.randn(1, 3, size, size))
+    return count_params(model) / 1e6, flops / 1e9
 
 
 def measure(row: Row) -> Dict[str, object]:
@@ -171,39 +131,12 @@ def measure(row: Row) -> Dict[str, object]:
     for key in ('baseline', 'ltm'):
         path = osp.join(REPO, 'configs', row._asdict()[key] + '.py')
         try:
-            model = build_model(path)
+            model = load_classifier(path)
             out[f'{key}_params'], out[f'{key}_flops'] = count(model, row.size)
             out[f'{key}_ratio'] = compression_ratio(model)
         except Exception as err:  # one broken config must not hide the rest
             out[f'{key}_error'] = f'{type(err).__name__}: {err}'
     return out
-
-
-def _fmt(value, spec: str = '.3f') -> str:
-    return '—' if value is None else format(value, spec)
-
-
-def markdown(results: List[Dict[str, object]]) -> str:
-    head = ('| model | input | params M (paper) | baseline GFLOPs (paper, Δ) '
-            '| LTM GFLOPs (paper, Δ) | LTM / baseline (paper) '
-            '| compression_ratio |')
-    lines = [head, '|' + '---|' * 7]
-    for r in results:
-        if 'baseline_error' in r or 'ltm_error' in r:
-            err = r.get('baseline_error') or r.get('ltm_error')
-            lines.append(f"| {r['name']} | {r['size']} | error: {err} |||||")
-            continue
-        b, l = r['baseline_flops'], r['ltm_flops']
-        db = 100 * (b / r['paper_flops'] - 1)
-        dl = 100 * (l / r['paper_ltm_flops'] - 1)
-        lines.append(
-            f"| {r['name']} | {r['size']}² "
-            f"| {r['ltm_params']:.2f} ({r['paper_params']}) "
-            f"| {b:.3f} ({r['paper_flops']}, {db:+.1f}%) "
-            f"| {l:.3f} ({r['paper_ltm_flops']}, {dl:+.1f}%) "
-            f"| {l / b:.3f} ({r['paper_ltm_flops'] / r['paper_flops']:.3f}) "
-            f"| {_fmt(r['ltm_ratio'], 'g')} |")
-    return '\n'.join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -235,7 +168,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     if args.config:
-        model = build_model(args.config)
+        model = load_classifier(args.config)
         params, flops = count(model, args.shape)
         print(f'{args.config} @ {args.shape}x{args.shape}: {params:.3f} M '
               f'params, {flops:.4f} GFLOPs (mmengine counter, MACs), '
@@ -243,14 +176,14 @@ def main(argv=None) -> None:
         return
     if args.dense is not None:
         names = args.dense or ['mask_rcnn_swin_t', 'upernet_swin_t']
-        print(markdown_dense([measure_dense(name) for name in names]))
+        print(dense_flops_table([measure_dense(name) for name in names]))
         print('\nmmengine FlopAnalyzer, batch 1, FLOPs are MACs; whole model in '
               "mode='tensor' on the padded input; detectors: RPN without NMS so "
               'both RoI heads count max_per_img proposals.')
         return
     names = args.models or list(ROWS)
     results = [measure(ROWS[name]) for name in names]
-    print(markdown(results))
+    print(paper_flops_table(results))
     print('\nmmengine FlopAnalyzer (= get_model_complexity_info), whole '
           'classifier, batch 1; FLOPs are MACs, as in the paper. Paper '
           'figures: the LTM README table.')

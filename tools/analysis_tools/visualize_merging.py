@@ -14,7 +14,8 @@ merging mask G (N x N', ``MergeMask.dense()``) and draws three panels:
 
 Targets are picked spread over the image (the merged tokens whose centres
 are nearest to a ``sqrt(K) x sqrt(K)`` lattice) unless ``--target-ids``
-names them. CHECKPOINT may be ``none`` (random weights). The image is
+names them. The drawing is :mod:`mmltm.analysis.visualization`; this file is its
+command line. CHECKPOINT may be ``none`` (random weights). The image is
 resized to ``--size`` and pre-processed by the config's data preprocessor.
 
 Example::
@@ -26,148 +27,33 @@ Example::
 import argparse
 import math
 import os
-import sys
-from typing import Dict, List, Sequence
+from typing import Dict
 
 import numpy as np
 import torch
 
-
-
-def _load_benchmark():
-    """``tools/analysis_tools/benchmark.py`` (the shared build/measure
-    helpers), imported by path under a name no other package uses."""
-    import importlib.util
-    name = 'mmltm_tools_benchmark'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'benchmark.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-bm = _load_benchmark()
-
-
-def upsample(grid_map: np.ndarray, stride: int, out_hw: Sequence[int]) -> np.ndarray:
-    """Nearest upsampling of an ``(h, w)`` token map to pixels, cropped to
-    ``out_hw`` (the backbone pads the image to whole patches)."""
-    big = np.kron(grid_map, np.ones((stride, stride), dtype=grid_map.dtype))
-    return big[:out_hw[0], :out_hw[1]]
-
-
-def pick_targets(G: np.ndarray, grid: Sequence[int], k: int) -> List[int]:
-    """``k`` distinct merged tokens whose G-weighted centres are nearest to a
-    lattice spread over the grid; tokens that merged two or more input
-    tokens are preferred (a singleton's column is a single 1)."""
-    h, w = grid
-    n_merged = G.shape[1]
-    k = min(k, n_merged)
-    members = (G > 0).sum(0)
-    eligible = members > 1
-    if eligible.sum() < k:
-        eligible = np.ones(n_merged, dtype=bool)
-    rows, cols = np.divmod(np.arange(h * w), w)
-    mass = G.sum(0) + 1e-12
-    cy, cx = (G * rows[:, None]).sum(0) / mass, (G * cols[:, None]).sum(0) / mass
-    n_r = max(1, int(math.floor(math.sqrt(k))))
-    n_c = int(math.ceil(k / n_r))
-    points = [((i + 0.5) / n_r * h - 0.5, (j + 0.5) / n_c * w - 0.5)
-              for i in range(n_r) for j in range(n_c)][:k]
-    chosen: List[int] = []
-    for py, px in points:
-        d = (cy - py) ** 2 + (cx - px) ** 2
-        d[~eligible] = np.inf
-        d[chosen] = np.inf
-        chosen.append(int(np.argmin(d)))
-    return chosen
-
-
-def merging_figure(image_rgb: np.ndarray, G: np.ndarray, grid: Sequence[int], stride: int,
-                   targets: Sequence[int], out: str, title: str = '') -> Dict:
-    """Draw the three panels (module docstring) to ``out``; returns what was
-    drawn (target centres in pixels, heat map) for checking."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    h, w = grid
-    H, W = image_rgb.shape[:2]
-    rows, cols = np.divmod(np.arange(h * w), w)
-    assign = G.argmax(1)
-    weight = G.max(1)
-    sizes = np.bincount(assign, minlength=G.shape[1])
-    heat = np.zeros(h * w)
-    centres = []
-    for t in targets:
-        col = G[:, t]
-        heat = np.maximum(heat, col / max(col.max(), 1e-12))
-        m = col.sum() + 1e-12
-        centres.append((((col * cols).sum() / m + 0.5) * stride,
-                        ((col * rows).sum() / m + 0.5) * stride))
-    heat_img = upsample(heat.reshape(h, w), stride, (H, W))
-    rel = upsample((weight * sizes[assign]).reshape(h, w), stride, (H, W))
-    rng = np.random.default_rng(0)
-    palette = rng.uniform(0.15, 1.0, size=(G.shape[1], 3))
-    part_rgb = np.stack([upsample(palette[assign, c].reshape(h, w), stride, (H, W))
-                         for c in range(3)], -1)
-
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.8), dpi=110)
-    ax = axes[0]
-    ax.imshow(image_rgb)
-    ax.imshow(np.ma.masked_less_equal(heat_img, 0), cmap='jet', alpha=0.55, vmin=0, vmax=1)
-    for i, (x, y) in enumerate(centres):
-        ax.plot(x, y, marker='o', ms=9, mfc='none', mec='white', mew=2)
-        ax.text(x + stride * 0.6, y - stride * 0.6, str(i + 1), color='white', fontsize=10,
-                weight='bold', ha='left', va='bottom',
-                bbox=dict(facecolor='black', alpha=0.5, pad=1, lw=0))
-    ax.set_title('targets and their merging weights (G columns)', fontsize=9)
-    ax = axes[1]
-    ax.imshow(image_rgb, alpha=0.35)
-    vmax = max(float(rel.max()), 1.0 + 1e-3)
-    im = ax.imshow(rel, cmap='coolwarm', alpha=0.75,
-                   norm=matplotlib.colors.TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=vmax))
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    ax.set_title('w[n] * |cell|  (1 = uniform average)', fontsize=9)
-    ax = axes[2]
-    ax.imshow(image_rgb)
-    ax.imshow(part_rgb, alpha=0.6)
-    ax.set_title(f'partition: {h}x{w} = {h * w} tokens -> {G.shape[1]} merged', fontsize=9)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return dict(centres=centres, heat=heat_img, relative_weight=rel)
+from mmltm.analysis.models import build_model, load_config, make_batch, parse_size
+from mmltm.analysis.visualization import (check_records_masks, merging_figure, pick_targets,
+                                         recorded_merge_masks)
 
 
 def run(args) -> Dict:
     import mmcv
-    cfg = bm.load_config(args.config, args.cfg_options)
-    model = bm.build_model(cfg, args.device)
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_model(cfg, args.device)
     if args.checkpoint.lower() != 'none':
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     backbone = model.backbone
-    if not hasattr(backbone, 'record_merge_masks'):
-        raise ValueError(f'{type(backbone).__name__} does not record merging masks; '
-                         f'use an LTM backbone (e.g. LTMSwinTransformer)')
-    H, W = bm.parse_size(args.size)
+    check_records_masks(backbone)
+    H, W = parse_size(args.size)
     img_bgr = mmcv.imread(args.image)
     if img_bgr is None:
         raise FileNotFoundError(f'cannot read image {args.image!r}')
     img_bgr = mmcv.imresize(img_bgr, (W, H))
-    data = bm.make_batch(model, (H, W), 1, images=[torch.from_numpy(
+    data = make_batch(model, (H, W), 1, images=[torch.from_numpy(
         np.ascontiguousarray(img_bgr.transpose(2, 0, 1)))])
-    backbone.record_merge_masks(True)
-    with torch.no_grad():
-        backbone(data['inputs'])
-    masks = backbone.last_merge_masks
-    backbone.record_merge_masks(False)
+    masks = recorded_merge_masks(backbone, data['inputs'])
     if not 0 <= args.stage < len(masks):
         raise ValueError(f'--stage {args.stage}: allowed 0..{len(masks) - 1}')
     if not 0 <= args.block < len(masks[args.stage]):

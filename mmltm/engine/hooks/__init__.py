@@ -1,3 +1,4 @@
+from .checkpoint_guard_hook import CheckpointGuardHook
 from .ib_cluster_hook import IBClusterHook
 
-__all__ = ['IBClusterHook']
+__all__ = ['CheckpointGuardHook', 'IBClusterHook']

@@ -22,17 +22,31 @@ this hook does instead where the two differ:
   as the authors' ``ib_warmup_epoch``; no refresh is done before then.
 * Distributed: features are extracted on every rank from its own shard;
   k-means runs on rank 0 and its centroids are broadcast (``mmengine.dist``);
-  Q and the monitoring joints are summed over all ranks.
+  Q and the monitoring joints are summed over all ranks. An error on any
+  rank (e.g. fewer samples than clusters on rank 0) is gathered before the
+  next collective and raised on *every* rank (:class:`DistributedHookError`
+  on the ranks that did not fail, naming the failing rank and its message),
+  so a job stops with the error instead of hanging in a broadcast.
 * The passes draw their own data order and save/restore the python, numpy
   and torch RNG states, so that adding the hook (or the IB term) does not
   change the augmentation stream of training.
 * Monitoring (as the authors' logs): ``I(X;F)`` between input and output
   cluster assignments and ``I(F;Y)`` between output clusters and labels,
   from the soft joints of the pass, and ``IB = I(X;F) - I(F;Y)``, in nats.
+* Does the IB term shape the merging? Once per epoch (iteration-based
+  loops: every ``len(train_dataloader)`` iterations), on the first batch,
+  the hook logs ``ib_grad_ratio = ||grad loss_ib|| / ||grad loss_cls||``
+  over every mask-module parameter (name contains ``token_merger``), from
+  :meth:`~mmltm.models.classifiers.IBImageClassifier.ib_gradient_ratio`:
+  one extra forward and two ``autograd.grad`` calls in eval mode (BN
+  statistics, dropout and the RNG stay untouched), rank-local. It is
+  exactly 0.0 while the IB term is off (warm-up, ``ib_weight=0``). It goes
+  to the message hub as ``train/ib_grad_ratio`` (so the runner log and the
+  visualizer show it) and to the log as one line.
 """
 import random
 from contextlib import contextmanager, nullcontext
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -51,15 +65,72 @@ from mmltm.registry import register_hook
 
 @contextmanager
 def _preserve_rng() -> Iterator[None]:
-    """Run a block without consuming the global python/numpy/torch RNGs."""
+    """Run a block without consuming the global python/numpy/torch (and
+    CUDA) RNGs."""
     py_state, np_state = random.getstate(), np.random.get_state()
     torch_state = torch.get_rng_state()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    cuda_state = torch.cuda.get_rng_state_all() if cuda else None
     try:
         yield
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
         torch.set_rng_state(torch_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)
+
+
+class DistributedHookError(RuntimeError):
+    """Raised on the ranks that did not fail, when another rank did."""
+
+
+class DistributedHookValueError(DistributedHookError, ValueError):
+    """:class:`DistributedHookError` for a ``ValueError`` on another rank."""
+
+
+class DistributedHookTypeError(DistributedHookError, TypeError):
+    """:class:`DistributedHookError` for a ``TypeError`` on another rank."""
+
+
+_SAME_KIND = {'ValueError': DistributedHookValueError,
+              'TypeError': DistributedHookTypeError}
+
+
+def raise_on_every_rank(error: Optional[BaseException]) -> None:
+    """Collective: every rank passes its own error (or None); if any rank
+    has one, every rank raises. The failing rank re-raises its own
+    exception; the others raise :class:`DistributedHookError` (a
+    ``ValueError``/``TypeError`` keeps its type) naming the failing rank and
+    its message. No-op in a single process (the error is re-raised).
+
+    Args:
+        error (BaseException, optional): This rank's error, or None.
+    """
+    if dist.get_world_size() == 1:
+        if error is not None:
+            raise error
+        return
+    text = None if error is None else f'{type(error).__name__}: {error}'
+    gathered = [None] * dist.get_world_size()
+    torch.distributed.all_gather_object(gathered, text)
+    if error is not None:
+        raise error
+    failed = [(rank, msg) for rank, msg in enumerate(gathered)
+              if msg is not None]
+    if not failed:
+        return
+    rank, msg = failed[0]
+    text = f'IBClusterHook failed on rank {rank}: {msg}'
+    raise _SAME_KIND.get(msg.split(':', 1)[0], DistributedHookError)(text)
+
+
+def _guarded(compute: Callable[[], object]) -> Tuple[object,
+                                                     Optional[Exception]]:
+    try:
+        return compute(), None
+    except Exception as err:  # raised on every rank by raise_on_every_rank
+        return None, err
 
 
 @register_hook()
@@ -90,6 +161,8 @@ class IBClusterHook(Hook):
         seed (int): seed of the passes' data order and of k-means. Default: 0.
         mi_samples (int): samples per rank used for the ``I(X;F)`` monitor
             (``I(F;Y)`` uses all); 0 disables both. Default: 10000.
+        grad_ratio (bool): log ``ib_grad_ratio`` once per epoch (see the
+            module docstring). Default: True.
     """
     priority = 'NORMAL'
 
@@ -104,7 +177,8 @@ class IBClusterHook(Hook):
                  batch_size: Optional[int] = None,
                  num_workers: Optional[int] = None,
                  seed: int = 0,
-                 mi_samples: int = 10000) -> None:
+                 mi_samples: int = 10000,
+                 grad_ratio: bool = True) -> None:
         if not (0 <= warmup_ratio < 1):
             raise ValueError(f'warmup_ratio={warmup_ratio!r} must be in [0, 1)')
         for name, value, allow_none in (
@@ -136,6 +210,7 @@ class IBClusterHook(Hook):
         self.num_workers = num_workers
         self.seed = int(seed)
         self.mi_samples = mi_samples
+        self.grad_ratio = bool(grad_ratio)
         self._loader: Optional[DataLoader] = None
         #: number of output-cluster refreshes done in this run
         self.num_refreshes = 0
@@ -220,21 +295,27 @@ class IBClusterHook(Hook):
         dist.broadcast(tensor, src=0)
         return tensor
 
-    def _kmeans_rank0(self, points: Optional[torch.Tensor], k: int,
+    def _kmeans_rank0(self, points: Callable[[], torch.Tensor], k: int,
                       iters: int, shape: Tuple[int, int], device,
                       what: str, pass_id: int) -> torch.Tensor:
-        """k-means on rank 0's ``points`` (other ranks may pass None), then
-        the L2-normalised centroids broadcast to every rank."""
-        centroids = None
-        if dist.get_rank() == 0:
-            if points.shape[0] < k:
+        """k-means on the points ``points()`` returns on rank 0 (called on
+        rank 0 only), then the L2-normalised centroids broadcast to every
+        rank. An error on rank 0 is raised on every rank."""
+
+        def compute() -> torch.Tensor:
+            data = points()
+            if data.shape[0] < k:
                 raise ValueError(
-                    f'IBClusterHook: {points.shape[0]} {what} on rank 0 but '
+                    f'IBClusterHook: {data.shape[0]} {what} on rank 0 but '
                     f'{k} clusters; use more samples or fewer clusters')
-            centroids, _ = kmeans(points, k, num_iters=iters,
+            centroids, _ = kmeans(data, k, num_iters=iters,
                                   seed=self.seed + pass_id,
                                   max_init_points=self.max_init_points)
-            centroids = l2_normalize(centroids).to(device)
+            return l2_normalize(centroids).to(device)
+
+        centroids, error = (_guarded(compute) if dist.get_rank() == 0 else
+                            (None, None))
+        raise_on_every_rank(error)
         return self._broadcast(centroids, shape, device)
 
     # --------------------------------------------------------- clusters
@@ -243,15 +324,21 @@ class IBClusterHook(Hook):
         """k-means on flattened training images -> head's input centroids."""
         head = self._head(runner)
         device = head.ib_input_centroids.device
-        points, num = None, 0
-        if dist.get_rank() == 0:  # only rank 0's images are clustered
+        num = 0
+
+        def points() -> torch.Tensor:  # only rank 0's images are clustered
+            nonlocal num
             flats = []
             with _preserve_rng():
                 for inputs, _ in self._batches(
                         runner, self.num_input_samples, pass_id=0):
                     flats.append(l2_normalize(head.flatten_inputs(inputs)))
-            points = torch.cat(flats)
-            num = points.shape[0]
+            if not flats:
+                raise ValueError('IBClusterHook: the train dataloader of '
+                                 'rank 0 yielded no images to cluster')
+            num = sum(f.shape[0] for f in flats)
+            return torch.cat(flats)
+
         centroids = self._kmeans_rank0(
             points, head.num_input_clusters, self.input_kmeans_iters,
             tuple(head.ib_input_centroids.shape), device, 'images', 0)
@@ -272,25 +359,35 @@ class IBClusterHook(Hook):
         feats, labels, in_flat = [], [], []
         n_mi = 0
         pass_id = 1 + runner.iter  # same on every rank, new each refresh
+
+        def extract() -> None:  # this rank's shard
+            nonlocal n_mi
+            for inputs, y in self._batches(runner, self.num_feature_samples,
+                                           pass_id):
+                with self._amp_context(runner, inputs.device.type):
+                    f = model.extract_feat(inputs, stage='pre_logits')
+                feats.append(l2_normalize(f))
+                labels.append(y)
+                if n_mi < self.mi_samples and bool(head.ib_input_ready):
+                    take = min(self.mi_samples - n_mi, inputs.shape[0])
+                    in_flat.append(head.flatten_inputs(inputs[:take]))
+                    n_mi += take
+            if not feats:
+                raise ValueError(
+                    f'IBClusterHook: the train dataloader of rank '
+                    f'{dist.get_rank()} yielded no images for the refresh')
+
         try:
             with _preserve_rng():
-                for inputs, y in self._batches(
-                        runner, self.num_feature_samples, pass_id):
-                    with self._amp_context(runner, inputs.device.type):
-                        f = model.extract_feat(inputs, stage='pre_logits')
-                    feats.append(l2_normalize(f))
-                    labels.append(y)
-                    if n_mi < self.mi_samples and bool(head.ib_input_ready):
-                        take = min(self.mi_samples - n_mi, inputs.shape[0])
-                        in_flat.append(head.flatten_inputs(inputs[:take]))
-                        n_mi += take
+                _, error = _guarded(extract)
         finally:
             model.train(was_training)
+        raise_on_every_rank(error)
         feats, labels = torch.cat(feats), torch.cat(labels)
 
         k, num_classes = head.num_clusters, head.num_classes
         centroids = self._kmeans_rank0(
-            feats, k, self.output_kmeans_iters,
+            lambda: feats, k, self.output_kmeans_iters,
             tuple(head.ib_output_centroids.shape), feats.device, 'features',
             pass_id)
         # Q from the same features and the same (new) centroids: consistent
@@ -358,6 +455,40 @@ class IBClusterHook(Hook):
             f'{"iteration" if self._by_iter(runner) else "epoch"} '
             f'{self.ib_start(runner)}, refresh every {self._interval(runner)}')
 
+    def log_gradient_ratio(self, runner, data_batch) -> Optional[float]:
+        """Measure and log ``ib_grad_ratio`` on ``data_batch`` (see the
+        module docstring); None (nothing logged) if the model has no
+        ``token_merger`` parameter."""
+        model = self._model(runner)
+        if not hasattr(model, 'ib_gradient_ratio') or not any(
+                'token_merger' in name for name, p in model.named_parameters()
+                if p.requires_grad):
+            return None
+        head = self._head(runner)
+        if not (head.ib_active and head.ib_weight > 0):
+            # the IB term sends no gradient at all: 0 without measuring
+            result = dict(ratio=0.0, ib_norm=0.0, ce_norm=float('nan'))
+        else:
+            was_training = model.training
+            model.eval()
+            try:
+                with _preserve_rng(), torch.enable_grad():
+                    data = model.data_preprocessor(data_batch, False)
+                    result = model.ib_gradient_ratio(data['inputs'],
+                                                     data['data_samples'])
+            finally:
+                model.train(was_training)
+        if result is None:
+            return None
+        ratio = float(result['ratio'])
+        runner.message_hub.update_scalar('train/ib_grad_ratio', ratio)
+        runner.logger.info(
+            f'IBClusterHook: ||grad IB|| / ||grad CE|| on the token_merger '
+            f'parameters = {ratio:.4g} (IB {result["ib_norm"]:.4g}, CE '
+            f'{result["ce_norm"]:.4g}) at epoch {runner.epoch}, iter '
+            f'{runner.iter}')
+        return ratio
+
     def before_train_epoch(self, runner) -> None:
         if not self._by_iter(runner):
             self._update(runner, runner.epoch)
@@ -366,3 +497,9 @@ class IBClusterHook(Hook):
                           data_batch=None) -> None:
         if self._by_iter(runner):
             self._update(runner, runner.iter)
+        if not self.grad_ratio or data_batch is None:
+            return
+        first = (runner.iter % len(runner.train_dataloader) == 0
+                 if self._by_iter(runner) else batch_idx == 0)
+        if first:
+            self.log_gradient_ratio(runner, data_batch)

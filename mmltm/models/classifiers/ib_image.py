@@ -11,8 +11,12 @@ Two small differences from mmpretrain's ``ImageClassifier``, nothing else:
   hands its head only the features. ``loss`` passes ``inputs=`` to heads that
   declare ``requires_inputs = True``
   (:class:`~mmltm.models.heads.IBLinearClsHead`).
+
+:meth:`IBImageClassifier.ib_gradient_ratio` measures how strongly the IB
+term pulls on the mask module compared with CE (``IBClusterHook`` logs it
+once per epoch as ``ib_grad_ratio``).
 """
-from typing import List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -50,6 +54,55 @@ class IBImageClassifier(ImageClassifier):
         if stage == 'neck':
             return x
         return self.head.pre_logits(x)
+
+    def ib_gradient_ratio(self,
+                          inputs: torch.Tensor,
+                          data_samples: List[DataSample],
+                          name_filter: str = 'token_merger'
+                          ) -> Optional[Dict[str, float]]:
+        """``||d loss_ib / d theta|| / ||d loss_cls / d theta||`` over the
+        parameters ``theta`` whose name contains ``name_filter`` (by default
+        every mask-module parameter), on one batch.
+
+        Two ``autograd.grad`` calls on one forward; parameter ``.grad``
+        fields are not touched. The caller picks the mode (the hook uses
+        eval mode, so that BN statistics and the RNG are not changed).
+
+        Args:
+            inputs (Tensor): A pre-processed batch.
+            data_samples (list[DataSample]): Its labels.
+            name_filter (str): Substring of the parameter names.
+
+        Returns:
+            dict | None: ``ratio``, ``ib_norm``, ``ce_norm`` and
+            ``num_params`` (tensors counted); ``ratio`` is exactly 0.0 when
+            the IB term is off (warm-up, ``ib_weight=0``) and inf when the
+            CE gradient is 0 but the IB one is not. None if the model has no
+            trainable parameter matching ``name_filter``.
+        """
+        params = [p for n, p in self.named_parameters()
+                  if name_filter in n and p.requires_grad]
+        if not params:
+            return None
+        losses = self.loss(inputs, data_samples)
+
+        def grad_norm(loss: torch.Tensor, retain: bool) -> float:
+            if not loss.requires_grad:
+                return 0.0
+            grads = torch.autograd.grad(loss, params, retain_graph=retain,
+                                        allow_unused=True)
+            total = sum(g.float().pow(2).sum() for g in grads
+                        if g is not None)
+            return float(torch.as_tensor(total).sqrt())
+
+        ib_norm = grad_norm(losses['loss_ib'], retain=True)
+        ce_norm = grad_norm(losses['loss_cls'], retain=False)
+        if ib_norm == 0.0:
+            ratio = 0.0
+        else:
+            ratio = ib_norm / ce_norm if ce_norm > 0 else float('inf')
+        return dict(ratio=ratio, ib_norm=ib_norm, ce_norm=ce_norm,
+                    num_params=len(params))
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:

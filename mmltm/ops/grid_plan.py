@@ -1,0 +1,191 @@
+r"""The merged grid of an LTM block and everything about it that is fixed.
+
+For an ``h x w`` token grid and a compression ratio ``r`` the LTM block
+keeps ``N' = h' x w'`` merged tokens on a row/column-even grid (the TPAMI
+version of the paper reduces tokens evenly per row and per column, so the
+merged tokens keep a 2-D layout that Swin windows, PatchMerging and dense
+heads understand). Row ``i`` of the input grid falls into merged row
+``floor(i h'/h)`` and column ``j`` into merged column ``floor(j w'/w)``:
+that partition into *cells* is the fixed skeleton both mask modules start
+from.
+
+Everything that depends only on ``(h, w, h', w')`` (the cell of each token,
+each cell's anchor token, the neighbouring cells a token may join, the
+uniform weights, the CSR layout of the compiled kernels) is computed once,
+on the host, with plain integer arithmetic, and kept in a :class:`GridPlan`
+per ``(h, w, h', w', device)``. The forward passes only index with these
+tensors: no data-dependent shapes, no ``bincount`` or boolean indexing in
+the traced region, and the plan (not the identity of a tensor) tells the
+code that an assignment is the grid's.
+"""
+import math
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+__all__ = ['check_compression_ratio', 'plan_merge_grid', 'GridPlan', 'get_grid_plan']
+
+#: offsets (rows, cols) of the 3 x 3 neighbourhood of a cell, own cell first
+NEIGHBOUR_OFFSETS = tuple([(0, 0)] + [(di, dj) for di in (-1, 0, 1)
+                                      for dj in (-1, 0, 1) if (di, dj) != (0, 0)])
+
+
+def check_compression_ratio(ratio: float, name: str = 'compression_ratio') -> float:
+    """Validate r in (0, 1] and return it as a float.
+
+    Raises:
+        ValueError: naming the bad value and the allowed range.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) \
+            or not math.isfinite(ratio) or not 0.0 < ratio <= 1.0:
+        raise ValueError(f'{name}={ratio!r} is not allowed: it is the fraction '
+                         f'of tokens kept, N\'/N, and must lie in (0, 1]')
+    return float(ratio)
+
+
+_MERGED_GRIDS: Dict[Tuple[int, int, float], Tuple[int, int]] = {}
+
+
+def plan_merge_grid(h: int, w: int, ratio: float) -> Tuple[int, int]:
+    """The merged grid ``(h', w')`` for an ``h x w`` token grid.
+
+    It is the smallest row/column-even grid that keeps at least
+    ``ceil(ratio * h * w)`` tokens: ``h'`` is one of the two integers nearest
+    to ``sqrt(ratio) * h`` and ``w' = ceil(target / h')``. Ties are broken
+    explicitly, so eager code, traced graphs and exported models agree:
+    fewest tokens first, then the aspect ratio closest to the input's, then
+    the larger ``h'``.
+    """
+    h, w = int(h), int(w)
+    if h < 1 or w < 1:
+        raise ValueError(f'token grid must be at least 1x1, got {h}x{w}')
+    key = (h, w, float(ratio))
+    if key not in _MERGED_GRIDS:
+        check_compression_ratio(ratio)
+        target = math.ceil(ratio * h * w - 1e-9)
+        side = math.sqrt(ratio) * h
+        candidates = [(h, w)]
+        for hh in sorted({max(1, min(h, math.floor(side))), max(1, min(h, math.ceil(side)))}):
+            ww = max(1, math.ceil(target / hh))
+            if ww <= w:
+                candidates.append((hh, ww))
+        _MERGED_GRIDS[key] = min(
+            candidates, key=lambda c: (c[0] * c[1], abs(c[0] / h - c[1] / w), -c[0]))
+    return _MERGED_GRIDS[key]
+
+
+def _axis_split(n: int, m: int) -> np.ndarray:
+    """Merged index of each of ``n`` positions split into ``m`` even runs."""
+    return np.arange(n) * m // n
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """Fixed facts of one ``h x w -> h' x w'`` merge, on one device.
+
+    Attributes:
+        grid, merged_grid (tuple): ``(h, w)`` and ``(h', w')``.
+        cell (Tensor): long ``(N,)``, the cell (merged token) of each token,
+            row-major.
+        uniform_weight (Tensor): float ``(N,)``, ``1 / |cell(n)|``.
+        anchor (Tensor): long ``(N',)``, the token nearest the centre of each
+            cell (the upper-left one of the central tokens): it always stays
+            in its cell, so no merged token is ever empty.
+        movable (Tensor): long ``(M,)``, every other token (``M = N - N'``).
+        candidates (Tensor): long ``(M, 9)``, for each movable token the cells
+            of the 3 x 3 neighbourhood of its own cell, own cell first;
+            positions outside the merged grid repeat the own cell.
+        candidate_valid (Tensor): bool ``(M, 9)``, False for those repeats.
+        cell_ptr, cell_tokens (Tensor): the partition as CSR (the tokens of
+            cell k are ``cell_tokens[cell_ptr[k]:cell_ptr[k + 1]]``), for the
+            compiled kernels.
+        first, rest, rest_cell (Tensor): the first token of every cell, the
+            other tokens and their cells (a cell sum is one gather plus an
+            ``index_add`` over ``rest`` only).
+    """
+    grid: Tuple[int, int]
+    merged_grid: Tuple[int, int]
+    cell: torch.Tensor
+    uniform_weight: torch.Tensor
+    anchor: torch.Tensor
+    movable: torch.Tensor
+    candidates: torch.Tensor
+    candidate_valid: torch.Tensor
+    cell_ptr: torch.Tensor
+    cell_tokens: torch.Tensor
+    first: torch.Tensor
+    rest: torch.Tensor
+    rest_cell: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def num_merged(self) -> int:
+        return self.merged_grid[0] * self.merged_grid[1]
+
+    @property
+    def is_identity(self) -> bool:
+        return self.grid == self.merged_grid
+
+
+def _build_plan(h: int, w: int, hh: int, ww: int) -> Dict[str, np.ndarray]:
+    rows, cols = _axis_split(h, hh), _axis_split(w, ww)
+    cell = (rows[:, None] * ww + cols[None, :]).reshape(-1)
+    row_size, col_size = np.bincount(rows, minlength=hh), np.bincount(cols, minlength=ww)
+    row_start = np.concatenate([[0], np.cumsum(row_size)[:-1]])
+    col_start = np.concatenate([[0], np.cumsum(col_size)[:-1]])
+    sizes = (row_size[:, None] * col_size[None, :]).reshape(-1)
+    # anchor of cell (r, c): its central token (upper-left of the centre)
+    anchor_r = row_start + (row_size - 1) // 2
+    anchor_c = col_start + (col_size - 1) // 2
+    anchor = (anchor_r[:, None] * w + anchor_c[None, :]).reshape(-1)
+    is_anchor = np.zeros(h * w, dtype=bool)
+    is_anchor[anchor] = True
+    movable = np.flatnonzero(~is_anchor)
+    mr, mc = cell[movable] // ww, cell[movable] % ww
+    cand, valid = [], []
+    for di, dj in NEIGHBOUR_OFFSETS:
+        r, c = mr + di, mc + dj
+        ok = (r >= 0) & (r < hh) & (c >= 0) & (c < ww)
+        cand.append(np.where(ok, r * ww + c, cell[movable]))
+        valid.append(ok)
+    order = np.argsort(cell, kind='stable')
+    ptr = np.concatenate([[0], np.cumsum(sizes)])
+    rank = np.arange(h * w) - ptr[:-1][cell[order]]
+    return dict(
+        cell=cell, uniform_weight=(1.0 / sizes[cell]).astype(np.float32),
+        anchor=anchor, movable=movable,
+        candidates=np.stack(cand, 1).reshape(-1, len(NEIGHBOUR_OFFSETS)),
+        candidate_valid=np.stack(valid, 1).reshape(-1, len(NEIGHBOUR_OFFSETS)),
+        cell_ptr=ptr, cell_tokens=order, first=order[rank == 0],
+        rest=order[rank > 0], rest_cell=cell[order][rank > 0])
+
+
+_PLANS: Dict[Tuple[int, int, int, int, str], GridPlan] = {}
+
+
+def get_grid_plan(grid: Tuple[int, int], merged_grid: Tuple[int, int],
+                  device=None) -> GridPlan:
+    """The :class:`GridPlan` of ``grid -> merged_grid`` on ``device``.
+
+    Built once per ``(grid, merged_grid, device)`` and kept: a forward pass
+    on a GPU does not copy the plan from the host in every block.
+    """
+    h, w = int(grid[0]), int(grid[1])
+    hh, ww = int(merged_grid[0]), int(merged_grid[1])
+    if not (1 <= hh <= h and 1 <= ww <= w):
+        raise ValueError(f'merged grid {hh}x{ww} must fit in the token grid {h}x{w}')
+    device = torch.device(device if device is not None else 'cpu')
+    key = (h, w, hh, ww, str(device))
+    plan = _PLANS.get(key)
+    if plan is None:
+        arrays = _build_plan(h, w, hh, ww)
+        tensors = {name: torch.from_numpy(np.ascontiguousarray(a)).to(
+            device, torch.long if a.dtype.kind in 'iu' else None)
+            for name, a in arrays.items()}
+        plan = _PLANS[key] = GridPlan(grid=(h, w), merged_grid=(hh, ww), **tensors)
+    return plan

@@ -1,0 +1,50 @@
+"""tools/analysis_tools/compare_merging.py: metric reading and the summary."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location(
+    'compare_merging', osp.join(REPO, 'tools', 'analysis_tools', 'compare_merging.py'))
+compare = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compare)
+
+
+def test_final_metric_is_the_last_logged_value(tmp_path):
+    vis = tmp_path / '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    lines = [{'loss': 1.0, 'step': 1}, {'coco/bbox_mAP': 0.25, 'step': 50},
+             {'loss': 0.5, 'step': 60}, {'coco/bbox_mAP': 0.375, 'step': 100}]
+    (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines))
+    assert compare.final_metric(str(tmp_path), 'coco/bbox_mAP') == 0.375
+    with pytest.raises(RuntimeError, match=r"no 'mIoU' was logged under"):
+        compare.final_metric(str(tmp_path), 'mIoU')
+
+
+def _results(task, variant, values):
+    return [dict(task=task, variant=variant, seed=i, value=v) for i, v in enumerate(values)]
+
+
+def test_summary_gives_mean_std_and_checks_the_known_worse_model():
+    results = (_results('det', 'baseline', [0.50, 0.52, 0.54]) +   # mean .52, std .02
+               _results('det', 'ltm', [0.60, 0.62, 0.64]) +
+               _results('det', 'grid', [0.50, 0.51, 0.52]) +
+               _results('det', 'pool25', [0.47, 0.48, 0.49]))      # .48 = .52 - 2 std
+    text = compare.summarise(results, ['det'], ['baseline', 'ltm', 'grid', 'pool25'])
+    assert '| baseline | 0.520 ± 0.020 (n=3) |' in text
+    assert '| ltm | 0.620 ± 0.020 (n=3) |' in text
+    # 0.48 is not below 0.52 - 2 * 0.02 = 0.48: strictly below is required
+    assert 'does NOT discriminate' in text
+    assert "ltm beats by more than one std: ['grid']" in text
+    results[-1]['value'] = 0.40
+    assert ': discriminates' in compare.summarise(results, ['det'], ['baseline', 'pool25'])
+
+
+def test_variants_only_change_the_backbone_and_use_the_configs_that_exist():
+    for task, spec in compare.TASKS.items():
+        assert osp.exists(osp.join(REPO, spec['ltm'])) and osp.exists(osp.join(REPO, spec['baseline']))
+    for name, (config_key, options) in compare.VARIANTS.items():
+        assert config_key in ('ltm', 'baseline')
+        assert all(o.startswith('model.backbone.') for o in options), name

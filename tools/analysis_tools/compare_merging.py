@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""Compare merging variants on the toy tasks, with seeds: mean ± std.
+
+Every (task, variant, seed) is one ``tools/train.py`` run in its own
+process (same config, same schedule, only the backbone's merging and
+``randomness.seed`` change), so the variants differ in nothing else. The
+final validation metric of each run is read from mmengine's
+``vis_data/scalars.json``; results are kept per run in
+``WORK_DIR/<task>/<variant>/seed<S>/result.json``, so an interrupted
+comparison continues where it stopped (``--rerun`` trains again).
+
+Variants (all at the LTM config's ``compression_ratio`` unless named):
+
+* ``baseline``: the non-LTM config (plain Swin-T);
+* ``ltm``: the learned per-image mask module (``merge_mode='ltm'``);
+* ``grid``: the fixed grid with its learned step (``merge_mode='grid'``);
+* ``pool``: the fixed grid with the step frozen near 0, i.e. uniform
+  pooling of every cell;
+* ``tome``: ToMe's training-free bipartite matching;
+* ``pool25``: uniform pooling at ``compression_ratio=0.25``: a known-worse
+  model; a task *discriminates* only if it scores below the baseline by
+  more than 2 std of the baseline's seed spread.
+
+Examples::
+
+    python tools/analysis_tools/compare_merging.py                  # all tasks, 3 seeds
+    python tools/analysis_tools/compare_merging.py --tasks det --seeds 0 1 2 3 4
+    python tools/analysis_tools/compare_merging.py --variants baseline ltm --max-iters 20
+    python tools/analysis_tools/compare_merging.py --jobs 2 --threads 1   # 2 runs at a time
+"""
+import argparse
+import concurrent.futures
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+#: the toy tasks: LTM config, its baseline, and the metric compared
+TASKS: Dict[str, Dict[str, str]] = {
+    'cls': dict(ltm='configs/toy/ltm_swin_t_shapes_toy.py',
+                baseline='configs/toy/swin_t_shapes_toy.py', metric='accuracy/top1'),
+    'det': dict(ltm='configs/toy/mask_rcnn_ltm_swin_t_toy.py',
+                baseline='configs/toy/mask_rcnn_swin_t_toy.py', metric='coco/bbox_mAP'),
+    'seg': dict(ltm='configs/toy/upernet_ltm_swin_t_toy.py',
+                baseline='configs/toy/upernet_swin_t_toy.py', metric='mIoU'),
+}
+
+_POOL = ['model.backbone.merge_mode=grid', 'model.backbone.init_step=0.001',
+         'model.backbone.merger_cfg.learnable_step=False']
+#: variant -> (config key in TASKS, --cfg-options)
+VARIANTS: Dict[str, tuple] = {
+    'baseline': ('baseline', []),
+    'ltm': ('ltm', ['model.backbone.merge_mode=ltm']),
+    'grid': ('ltm', ['model.backbone.merge_mode=grid']),
+    'pool': ('ltm', _POOL),
+    'tome': ('ltm', ['model.backbone.merge_mode=tome']),
+    'pool25': ('ltm', _POOL + ['model.backbone.compression_ratio=0.25']),
+}
+
+
+def final_metric(work_dir: str, metric: str) -> float:
+    """The last logged value of ``metric`` in the run's ``scalars.json``."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    value = None
+    for path in files:
+        with open(path) as f:
+            for line in f:
+                record = json.loads(line)
+                if metric in record:
+                    value = float(record[metric])
+    if value is None:
+        raise RuntimeError(f'no {metric!r} was logged under {work_dir} '
+                           f'(looked in {files or "no scalars.json"})')
+    return value
+
+
+def run_one(task: str, variant: str, seed: int, args: argparse.Namespace) -> Dict:
+    """Train one (task, variant, seed) in a subprocess, or reuse its result."""
+    work_dir = osp.join(args.work_dir, task, variant, f'seed{seed}')
+    result_file = osp.join(work_dir, 'result.json')
+    if osp.exists(result_file) and not args.rerun:
+        with open(result_file) as f:
+            return json.load(f)
+    cfg_key, options = VARIANTS[variant]
+    config = TASKS[task][cfg_key]
+    options = [f'randomness.seed={seed}'] + options
+    if args.max_iters is not None:
+        options += [f'train_cfg.max_iters={args.max_iters}',
+                    f'train_cfg.val_interval={args.max_iters}']
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+           '--work-dir', work_dir, '--cfg-options', *options]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    os.makedirs(work_dir, exist_ok=True)
+    start = time.perf_counter()
+    with open(osp.join(work_dir, 'train.log'), 'w') as log:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{task}/{variant}/seed{seed} failed (exit {proc.returncode}); '
+                           f'see {osp.join(work_dir, "train.log")}')
+    result = dict(task=task, variant=variant, seed=seed, config=config, options=options,
+                  metric=TASKS[task]['metric'],
+                  value=final_metric(work_dir, TASKS[task]['metric']),
+                  seconds=round(time.perf_counter() - start, 1), threads=args.threads)
+    with open(result_file, 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def summarise(results: List[Dict], tasks: List[str], variants: List[str]) -> str:
+    """The markdown table (mean ± std over seeds) and the discrimination check."""
+    lines = ['| variant | ' + ' | '.join(f'{t}: {TASKS[t]["metric"]}' for t in tasks) + ' |',
+             '|---' * (len(tasks) + 1) + '|']
+    stats: Dict[tuple, tuple] = {}
+    for v in variants:
+        cells = []
+        for t in tasks:
+            vals = [r['value'] for r in results if r['task'] == t and r['variant'] == v]
+            if not vals:
+                cells.append('-')
+                continue
+            mean = statistics.fmean(vals)
+            std = statistics.stdev(vals) if len(vals) > 1 else float('nan')
+            stats[t, v] = (mean, std, len(vals))
+            cells.append(f'{mean:.3f} ± {std:.3f} (n={len(vals)})')
+        lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
+    notes = []
+    for t in tasks:
+        if (t, 'baseline') in stats and (t, 'pool25') in stats:
+            (bm, bs, _), (pm, _, _) = stats[t, 'baseline'], stats[t, 'pool25']
+            ok = pm < bm - 2 * bs
+            notes.append(f'{t}: pool25 {pm:.3f} vs baseline {bm:.3f} - 2 std = {bm - 2 * bs:.3f}: '
+                         f'{"discriminates" if ok else "does NOT discriminate"}')
+        if (t, 'ltm') in stats:
+            lm, ls, _ = stats[t, 'ltm']
+            others = [v for v in variants if v not in ('ltm', 'baseline', 'pool25')
+                      and (t, v) in stats]
+            beats = [v for v in others if lm > stats[t, v][0] + max(ls, stats[t, v][1])]
+            notes.append(f'{t}: ltm beats by more than one std: {beats or "none"} '
+                         f'(of {others})')
+    return '\n'.join(lines + [''] + notes)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--tasks', nargs='+', choices=sorted(TASKS), default=list(TASKS))
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--max-iters', type=int, default=None,
+                        help='override the toy schedule (quick checks only)')
+    parser.add_argument('--threads', type=int, default=2, help='torch threads per run')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs trained at the same time (each with --threads)')
+    parser.add_argument('--work-dir', default='work_dirs/compare_merging')
+    parser.add_argument('--out-json', default=None, help='write all results here')
+    parser.add_argument('--rerun', action='store_true', help='ignore stored results')
+    args = parser.parse_args(argv)
+    if args.max_iters is not None and args.max_iters < 1:
+        parser.error(f'--max-iters={args.max_iters} must be positive')
+    if args.threads < 1:
+        parser.error(f'--threads={args.threads} must be positive')
+    if args.jobs < 1:
+        parser.error(f'--jobs={args.jobs} must be positive')
+    if len(set(args.seeds)) < len(args.seeds):
+        parser.error(f'--seeds {args.seeds} repeats a seed')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    # seed-major order: an interrupted comparison has every variant of the
+    # first seeds rather than all seeds of the first variants
+    runs = [(t, v, s) for t in args.tasks for s in args.seeds for v in args.variants]
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, t, v, s, args) for t, v, s in runs]
+        for i, future in enumerate(concurrent.futures.as_completed(futures)):
+            res = future.result()
+            results.append(res)
+            print(f'[{i + 1}/{len(runs)}] {res["task"]} {res["variant"]} seed {res["seed"]}: '
+                  f'{res["metric"]} = {res["value"]:.4f} ({res["seconds"]:.0f} s)', flush=True)
+    print(f'\n## Merging variants on the toy tasks ({len(args.seeds)} seeds, '
+          f'{args.threads} thread(s) per run, {args.jobs} run(s) at a time)\n')
+    print(summarise(results, args.tasks, args.variants))
+    if args.out_json:
+        with open(args.out_json, 'w') as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
