@@ -369,6 +369,14 @@ def test_shapes_set_defaults_and_content(tmp_path):
     assert all(TOY_DEFAULTS[n] == dict(num_train=48, num_val=48,
                                        size=(256, 256))
                for n in ('coco', 'ade'))
+    # each maker's own defaults are the documented ones
+    import inspect
+
+    from mmltm.datasets import toy as toy_module
+    for name, default in TOY_DEFAULTS.items():
+        params = inspect.signature(
+            getattr(toy_module, f'make_toy_{name}')).parameters
+        assert {k: params[k].default for k in default} == default, name
 
     paths = make_toy_data(str(tmp_path / 'toy'), which='shapes',
                           num_train=24, num_val=12)
