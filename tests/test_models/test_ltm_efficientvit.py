@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 from mmpretrain.models.necks import LinearNeck
+from test_layers import dense_merge, dense_unmerge
 
 from mmltm.models.backbones import EfficientViT, LTMEfficientViT
 from mmltm.models.backbones.efficientvit import LiteMLA
@@ -15,7 +16,7 @@ from mmltm.models.backbones.ltm_efficientvit import (LTMEfficientViTBlock,
                                                      map_to_tokens,
                                                      tokens_to_map)
 from mmltm.models.utils import is_token_merger_key
-from mmltm.ops import merge_tokens, plan_merge_grid, unmerge_tokens
+from mmltm.ops import plan_merge_grid
 from mmltm.registry import registered_in
 
 ALL = (0, 1, 2, 3, 4)
@@ -131,27 +132,34 @@ def test_state_dict_keys_are_base_keys_plus_merger_keys():
                if 'token_merger' in n) == 7
 
 
+def dense_block(block, x, prev):
+    """One LTM-EfficientViT block by plain matmuls: attention at full size,
+    the MBConv on the merged map ``Gᵀ Z`` (h' x w'), unmerged by Ĝ."""
+    z = x + block.attn(x)
+    hw = tuple(z.shape[2:])
+    tokens = map_to_tokens(z)
+    mask, _ = block.token_merger.merge(tokens, hw, prev)
+    merged = tokens_to_map(dense_merge(tokens, mask), mask.merged_grid)
+    delta = map_to_tokens(block.ffn(merged))
+    return z + tokens_to_map(dense_unmerge(delta, mask), hw), mask
+
+
 def test_mbconv_runs_on_the_merged_map():
-    """One LTM block by hand: attention at full size, MBConv on the
-    row/column-even merged (h' x w') map, unmerged back."""
+    """The blocks of stage 3 equal the dense reference, masks chained."""
     _, ltm = _pair(0.5, arch='b0')
-    block = ltm.stages[3][1]
-    assert isinstance(block, LTMEfficientViTBlock)
+    blocks = list(ltm.stages[3])[1:]
+    assert all(isinstance(b, LTMEfficientViTBlock) for b in blocks)
     x = torch.randn(2, 64, 8, 6)
+    out, ref, mask, ref_mask = x, x, None, None
     with torch.no_grad():
-        out, mask = block(x)
-        z = x + block.attn(x)
-        hh, ww = plan_merge_grid(8, 6, 0.5)
-        assert mask.merged_grid == (hh, ww) and hh * ww < 48
-        merged = tokens_to_map(merge_tokens(map_to_tokens(z), mask), (hh, ww))
-        delta = block.ffn(merged)
-        assert delta.shape == (2, 64, hh, ww)
-        ref = z + tokens_to_map(unmerge_tokens(map_to_tokens(delta), mask),
-                                (8, 6))
-    torch.testing.assert_close(out, ref)
-    # uniform weights = average pooling over each cell of the merged grid
-    assert torch.allclose(
-        mask.dense().sum(1), torch.ones(2, hh * ww))
+        for block in blocks:
+            out, mask = block(out, mask)
+            ref, ref_mask = dense_block(block, ref, ref_mask)
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    hh, ww = plan_merge_grid(8, 6, 0.5)
+    assert mask.merged_grid == (hh, ww) and hh * ww < 48
+    # columns of G sum to 1: every merged position is a convex combination
+    torch.testing.assert_close(mask.dense().sum(1), torch.ones(2, hh * ww))
 
 
 def test_merging_shapes_and_masks():

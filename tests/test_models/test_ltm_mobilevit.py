@@ -6,6 +6,7 @@ import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmpretrain.models.backbones import MobileViT
+from test_layers import dense_encoder_layer
 
 from mmltm.models.backbones import LTMMobileViT
 from mmltm.models.backbones.ltm_mobilevit import (LTMGlobalRep,
@@ -91,9 +92,9 @@ def test_shapes_and_patch_grids(hw):
         outs = ltm(x)
         base_outs = MobileViT(arch='xx_small', out_indices=(0, 1, 2, 3, 4))(x)
     assert [o.shape for o in outs] == [o.shape for o in base_outs]
-    masks = ltm.last_merge_masks
-    assert [len(m) for m in masks] == [2, 4, 3]
-    for block_masks, stride in zip(masks, (8, 16, 32)):
+    masks = ltm.last_merge_masks  # one list per entry of ``layers``
+    assert [len(m) for m in masks] == [0, 0, 2, 4, 3]
+    for block_masks, stride in zip(masks[2:], (8, 16, 32)):
         # the map of a MobileViT block is H/stride x W/stride; unfolding in
         # 2x2 patches (after resizing up to an even size) gives the grid
         h = math.ceil(math.ceil(hw[0] / stride) / 2)
@@ -108,13 +109,46 @@ def test_shapes_and_patch_grids(hw):
             assert mask.weight.shape == (2 * 4, h * w)
 
 
-def test_merging_changes_only_transformer_outputs():
-    base, ltm = _pair(0.5, out_indices=(1, 2))
-    x = torch.randn(1, 3, 64, 64)
+class DenseGlobalRep(torch.nn.Module):
+    """A ``global_rep`` whose transformer layers run by plain matmuls
+    (:func:`dense_encoder_layer`) on a given patch grid."""
+
+    def __init__(self, ltm_rep, grid):
+        super().__init__()
+        self.layers, self.norm, self.grid = list(ltm_rep)[:-1], ltm_rep[-1], grid
+
+    def forward(self, x):
+        mask = None
+        for layer in self.layers:
+            x, mask = dense_encoder_layer(layer, x, self.grid, mask)
+        return self.norm(x)
+
+
+@pytest.mark.parametrize('merge_mode', ['ltm', 'tome'])
+def test_equals_mobilevit_with_dense_reference_layers(merge_mode):
+    """mmpretrain's MobileViT (its unfold / fold) with each ``global_rep``
+    replaced by the dense reference of the LTM layers gives LTM-MobileViT's
+    outputs; before the first MobileViT block nothing changes."""
+    base, ltm = _pair(0.5, out_indices=(1, 2, 3, 4))
+    if merge_mode == 'tome':
+        ltm = LTMMobileViT(arch='xx_small', compression_ratio=0.5, merge_mode='tome',
+                           out_indices=(1, 2, 3, 4))
+        ltm.load_state_dict(base.state_dict(), strict=False)
+        ltm.eval()
+    x = torch.randn(1, 3, 64, 64)  # maps 8, 4, 2 -> patch grids 4, 2, 1
+    grids = ((2, (4, 4)), (3, (2, 2)), (4, (1, 1)))
     with torch.no_grad():
-        (r1, r2), (o1, o2) = base(x), ltm(x)
-    torch.testing.assert_close(o1, r1)  # before the first MobileViT block
-    assert not torch.allclose(o2, r2, atol=1e-3)
+        ref = base(x)
+        for i, grid in grids:
+            base.layers[i][1].global_rep = DenseGlobalRep(ltm.layers[i][1].global_rep, grid)
+        dense, out = base(x), ltm(x)
+    # layers 2 and 3 merge, layer 4's 1x1 grid cannot
+    assert [ltm.layers[i][1].global_rep[0].token_merger.is_identity(g)
+            for i, g in grids] == [False, False, True]
+    torch.testing.assert_close(out[0], ref[0], atol=0, rtol=0)  # layer 1: no transformer
+    for o, d in zip(out, dense):
+        torch.testing.assert_close(o, d, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out[1], ref[1], atol=1e-3)
 
 
 def test_global_rep_needs_its_block():

@@ -5,12 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from test_layers import dense_encoder_layer
 
 from mmltm.models.backbones import LTMVisionTransformer
-from mmltm.models.backbones.ltm_vit import (DEFAULT_VIT_COMPRESSION_RATIOS,
-                                           LTMTransformerEncoderLayer)
+from mmltm.models.backbones.ltm_vit import DEFAULT_VIT_COMPRESSION_RATIOS
+from mmltm.models.layers import LTMTransformerEncoderLayer
 from mmltm.models.necks import SimpleFeaturePyramid
 from mmltm.models.utils import is_token_merger_key
 from mmltm.ops import plan_merge_grid
@@ -109,7 +112,8 @@ def test_shapes_and_masks_with_merging(hw):
         outs = ltm(x)
     h, w = hw[0] // 8, hw[1] // 8
     assert [tuple(o.shape) for o in outs] == [(2, 32, h, w)] * 3
-    masks = ltm.last_merge_masks
+    assert len(ltm.last_merge_masks) == 1  # one grid: one stage
+    masks = ltm.last_merge_masks[0]
     assert len(masks) == 3
     assert all(m.grid == (h, w) and m.merged_grid == plan_merge_grid(h, w, 0.5)
                for m in masks)
@@ -118,24 +122,53 @@ def test_shapes_and_masks_with_merging(hw):
     torch.testing.assert_close(g.sum(1), torch.ones(2, g.shape[2]))
 
 
-def test_merging_changes_output_but_cls_token_is_never_merged():
+def dense_vit_forward(ltm, x):
+    """``VisionTransformer.forward`` (out_type 'raw', last layer) with every
+    layer dense: ``[Z_cls + D_cls, Z + Ĝ·D]``, ``D = FFN(LN([Z_cls, GᵀZ]))``."""
+    B = x.shape[0]
+    x, hw = ltm.patch_embed(x)
+    x = torch.cat([ltm.cls_token.expand(B, -1, -1), x], 1)
+    x = x + resize_pos_embed(ltm.pos_embed, ltm.patch_resolution, hw,
+                             mode=ltm.interpolate_mode, num_extra_tokens=1)
+    x = ltm.pre_norm(ltm.drop_after_pos(x))
+    mask = None
+    for layer in ltm.layers:
+        x, mask = dense_encoder_layer(layer, x, hw, mask, num_extra=1)
+    return ltm.ln1(x)
+
+
+@pytest.mark.parametrize('hw', [(64, 64), (48, 80)])
+def test_equals_the_dense_reference_and_cls_token_is_never_merged(hw):
     base, ltm = _pair(0.5, out_type='raw')
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(2, 3, *hw)
     with torch.no_grad():
-        ref, out = base(x)[0], ltm(x)[0]
-    assert out.shape == ref.shape == (1, 65, 32)
+        ref, out, dense = base(x)[0], ltm(x)[0], dense_vit_forward(ltm, x)
+    assert out.shape == ref.shape == (2, 1 + hw[0] * hw[1] // 64, 32)
+    torch.testing.assert_close(out, dense, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(out, ref, atol=1e-3)
     # first block by hand: the class token's FFN sees the unmerged token
     layer = ltm.layers[0]
     with torch.no_grad():
-        tokens, hw = ltm.patch_embed(x)
-        z = torch.cat([ltm.cls_token, tokens], 1) + ltm.pos_embed
-        out0, mask = layer(z, hw, None, 1)
+        tokens, grid = ltm.patch_embed(x)
+        z = torch.cat([ltm.cls_token.expand(2, -1, -1), tokens], 1) + \
+            resize_pos_embed(ltm.pos_embed, ltm.patch_resolution, grid, num_extra_tokens=1)
+        out0, mask = layer(z, grid, None, 1)
         zz = z + layer.attn(layer.ln1(z))
         cls_ref = zz[:, :1] + layer.ffn(layer.ln2(zz[:, :1]), identity=0)
     torch.testing.assert_close(out0[:, :1], cls_ref, atol=1e-5, rtol=0)
-    assert mask.merged_grid == plan_merge_grid(8, 8, 0.5)
-    assert 32 <= mask.num_merged < 64
+    assert mask.merged_grid == plan_merge_grid(*grid, 0.5)
+
+
+def test_tome_mode_equals_the_dense_reference():
+    base, _ = _pair(0.5, out_type='raw')
+    tome = LTMVisionTransformer(compression_ratio=0.5, merge_mode='tome', out_type='raw',
+                                **TINY)
+    tome.load_state_dict(base.state_dict(), strict=False)
+    tome.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(tome(x)[0], dense_vit_forward(tome, x), atol=1e-5,
+                                   rtol=1e-5)
 
 
 @pytest.mark.parametrize('bad', [0, 0.0, -0.5, 1.01, 2, float('nan'), True,
@@ -199,6 +232,14 @@ def test_simple_feature_pyramid_on_ltm_vit():
     assert [tuple(o.shape[2:]) for o in outs] == [(32, 48), (16, 24), (8, 12),
                                                   (4, 6), (2, 3)]
     assert all(o.shape[:2] == (2, 16) for o in outs)
+    # values: the 0.5x level max-pools the map before its convs, the extra
+    # level is a stride-2 subsampling of the last one
+    with torch.no_grad():
+        feat = ltm(torch.randn(2, 3, 64, 96))
+        outs = neck(feat)
+        half = neck.output_convs[3](neck.lateral_convs[3](F.max_pool2d(feat[0], 2)))
+    torch.testing.assert_close(outs[3], half)
+    torch.testing.assert_close(outs[4], outs[3][..., ::2, ::2])
     with pytest.raises(ValueError, match='scale_factors'):
         SimpleFeaturePyramid(32, 16, scale_factors=(3.0, ))
     with pytest.raises(ValueError, match='num_outs'):
@@ -247,7 +288,7 @@ def test_tome_merge_mode_is_a_like_for_like_baseline():
     assert out.shape == (2, 32, 8, 8)
     # same number of merged tokens as LTM's grid would keep at least
     assert all(m.num_merged == math.ceil(0.5 * 64)
-               for m in tome.last_merge_masks)
+               for m in tome.last_merge_masks[0])
     assert not any('token_merger' in n for n, _ in tome.named_parameters())
     with pytest.raises(ValueError, match='merge_mode'):
         LTMVisionTransformer(merge_mode='bipartite', **TINY)

@@ -36,14 +36,16 @@ Decisions (the paper leaves them open):
     ``tools/analysis_tools/get_flops.py``).
   * The blocks are re-classed after the base backbone is built (as for
     LTM-Swin / LTM-ViT): state-dict keys are :class:`EfficientViT`'s plus
-    ``stages.{i}.{j}.token_merger.log_step`` per EfficientViT block.
+    the mask module's (``stages.{i}.{j}.token_merger.*``) per EfficientViT
+    block.
 """
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from mmltm.ops import (MergeMask, TokenMerger, check_compression_ratio,
-                       unmerge_tokens)
+from mmltm.models.layers import (LTMBackboneMixin, LTMBlockMixin, match_preset,
+                                 token_merger_factory, with_default_ratios)
+from mmltm.ops import MergeMask, check_merge_mode, unmerge_tokens
 from mmltm.registry import register_model
 from .efficientvit import EfficientViT, EfficientViTBlock
 
@@ -61,6 +63,9 @@ DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS: Dict[str, float] = {
 }
 DEFAULT_COMPRESSION_RATIO = 0.55
 
+#: merge modes whose merged tokens have no 2-D layout (the MBConv needs one)
+_GRIDLESS_MODES = ('tome', )
+
 
 def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, H*W, C)``, row-major."""
@@ -72,127 +77,101 @@ def tokens_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
 
 
-class LTMEfficientViTBlock(EfficientViTBlock):
+class LTMEfficientViTBlock(LTMBlockMixin, EfficientViTBlock):
     """An :class:`EfficientViTBlock` whose MBConv runs on the merged map.
 
     Built by re-classing a built block (:meth:`from_block`); its forward
     takes the previous block's mask and returns ``(x, mask)``.
     """
-    token_merger: TokenMerger
-
-    @classmethod
-    def from_block(cls, block: EfficientViTBlock,
-                   merger: TokenMerger) -> 'LTMEfficientViTBlock':
-        """Turn ``block`` into an LTM block in place, keeping its parameters."""
-        if not isinstance(block, EfficientViTBlock):
-            raise TypeError(f'expected an EfficientViTBlock, '
-                            f'got {type(block).__name__}')
-        block.__class__ = cls
-        block.token_merger = merger
-        return block
 
     def forward(self, x: torch.Tensor, prev: Optional[MergeMask] = None
                 ) -> Tuple[torch.Tensor, Optional[MergeMask]]:
         z = x + self.attn(x)
         hw = (int(z.shape[2]), int(z.shape[3]))
         if self.token_merger.is_identity(hw):
-            return z + self.ffn(z), None
+            return self.block_output(z + self.ffn(z), None)
         tokens = map_to_tokens(z)
         mask, merged = self.token_merger.merge(tokens, hw, prev)
         merged = tokens_to_map(merged, mask.merged_grid)
         delta = map_to_tokens(self.ffn(merged))
-        return z + tokens_to_map(unmerge_tokens(delta, mask), hw), mask
+        return self.block_output(z + tokens_to_map(unmerge_tokens(delta, mask), hw), mask)
 
 
 @register_model()
-class LTMEfficientViT(EfficientViT):
+class LTMEfficientViT(LTMBackboneMixin, EfficientViT):
     """EfficientViT with Learnable Token Merging (LTM-EfficientViT).
 
     A drop-in for :class:`EfficientViT`: every argument keeps its meaning,
-    outputs have the same shapes.
+    outputs have the same shapes. ``token_mergers``, ``record_merge_masks``
+    and ``last_merge_masks`` (one list per stage; stages 0-2 hold no LTM
+    block) are :class:`~mmltm.models.layers.LTMBackboneMixin`'s.
 
     Args:
         arch (str | dict): as in :class:`EfficientViT`. A dict arch may carry
             its own ``compression_ratio``. Default: ``'b1'``.
         compression_ratio (float, optional): N'/N, the fraction of positions
             each block's MBConv keeps, in (0, 1]; 1.0 reproduces
-            :class:`EfficientViT` exactly. Default: None, i.e. the arch
-            preset (:data:`DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS`).
-        init_step (float): initial step size eta of each mask module.
-            Default: 1.0.
-        merge_mode (str): only ``'ltm'``: the MBConv needs merged tokens
-            that form a 2-D grid, which ToMe's matching does not give.
+            :class:`EfficientViT` exactly. Default: None, i.e. a dict arch's
+            own ``compression_ratio``, else the default of the preset the
+            sizes equal (:data:`DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS`),
+            else 0.55.
+        init_step (float, optional): initial step size eta of each mask
+            module, for the merge modes that have one. Default: None (the
+            module's default, 1.0).
+        merge_mode (str): ``'ltm'``; not ``'tome'``: the MBConv needs merged
+            tokens that form a 2-D grid, which ToMe's matching does not give.
+        merger_cfg (dict, optional): extra keyword arguments of every
+            block's mask module (:func:`~mmltm.ops.build_token_merger`).
+            Default: None.
         **kwargs: every other :class:`EfficientViT` argument.
     """
-    arch_zoo = {
-        name: {**settings,
-               'compression_ratio': DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS.get(
-                   name, DEFAULT_COMPRESSION_RATIO)}
-        for name, settings in EfficientViT.arch_zoo.items()
-    }
+    arch_zoo = with_default_ratios(EfficientViT.arch_zoo,
+                                   DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS,
+                                   DEFAULT_COMPRESSION_RATIO)
+    default_compression_ratios = DEFAULT_EFFICIENTVIT_COMPRESSION_RATIOS
+    fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO
 
     def __init__(self,
                  arch: Union[str, dict] = 'b1',
                  compression_ratio: Optional[float] = None,
-                 init_step: float = 1.0,
+                 init_step: Optional[float] = None,
                  merge_mode: str = 'ltm',
+                 merger_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        if merge_mode != 'ltm':
+        # every LTM argument is checked before the base build
+        if check_merge_mode(merge_mode) in _GRIDLESS_MODES:
             raise ValueError(
                 f'merge_mode={merge_mode!r} is not supported by '
-                f'LTMEfficientViT; allowed: [\'ltm\'] (its MBConv runs on the '
-                f'merged h\' x w\' map, and only LTM\'s row/column-even '
-                f'merging keeps a 2-D grid)')
-        if compression_ratio is None:
-            preset = (self.arch_zoo.get(arch.lower(), {})
-                      if isinstance(arch, str) else arch)
-            compression_ratio = preset.get('compression_ratio',
-                                           DEFAULT_COMPRESSION_RATIO)
-        self.compression_ratio = check_compression_ratio(compression_ratio)
+                f'LTMEfficientViT; allowed: modes other than {list(_GRIDLESS_MODES)} '
+                f'(its MBConv runs on the merged h\' x w\' map, and only '
+                f'row/column-even merging keeps a 2-D grid)')
+        self.merge_mode = merge_mode
+        sizes = EfficientViT._resolve_arch(arch)
+        preset = match_preset(sizes, EfficientViT.arch_zoo,
+                              prefer=arch.lower() if isinstance(arch, str) else None)
+        if compression_ratio is None and isinstance(arch, dict):
+            compression_ratio = arch.get('compression_ratio')
+        self.compression_ratio = self.resolve_compression_ratio(compression_ratio, preset)
+        make_merger = token_merger_factory(
+            merge_mode, self.compression_ratio, merger_cfg,
+            options=dict(init_step=init_step), probe_dims=sizes['widths'][3])
         super().__init__(arch=arch, **kwargs)
-        for stage in self.stages:
+        for i, stage in enumerate(self.stages):
             for module in stage:
                 if isinstance(module, EfficientViTBlock):
-                    LTMEfficientViTBlock.from_block(
-                        module, TokenMerger(self.compression_ratio,
-                                            init_step=init_step))
-        self.record_masks = False
-        self.last_masks: List[List[Optional[MergeMask]]] = []
-        self._stage_masks: List[List[Optional[MergeMask]]] = []
+                    LTMEfficientViTBlock.from_block(module, make_merger(self.widths[i]))
         # the base froze its stages before the token mergers existed
         self._freeze_stages()
 
-    @property
-    def token_mergers(self) -> List[TokenMerger]:
-        return [m.token_merger for m in self.modules()
-                if isinstance(m, LTMEfficientViTBlock)]
-
-    def record_merge_masks(self, enabled: bool = True) -> None:
-        """Keep every block's ``MergeMask`` of the last forward, per stage
-        (see :attr:`last_merge_masks`)."""
-        self.record_masks = enabled
-        if not enabled:
-            self.last_masks = []
-
-    @property
-    def last_merge_masks(self) -> List[List[Optional[MergeMask]]]:
-        return self.last_masks
+    def ltm_stages(self) -> List[List[LTMEfficientViTBlock]]:
+        return [[m for m in stage if isinstance(m, LTMEfficientViTBlock)]
+                for stage in self.stages]
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        mask, masks = None, []
+        mask = None
         for module in self.stages[index]:
             if isinstance(module, LTMEfficientViTBlock):
                 x, mask = module(x, mask)
-                masks.append(mask)
             else:
                 x = module(x)
-        self._stage_masks.append(masks)
         return x
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self._stage_masks = []
-        outs = super().forward(x)
-        if self.record_masks:
-            self.last_masks = self._stage_masks
-        self._stage_masks = []
-        return outs

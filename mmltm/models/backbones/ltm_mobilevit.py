@@ -15,7 +15,7 @@ of one sequence lie on the ``n_h x n_w`` patch grid (row-major), which is
 the grid merging works on (the paper's merge-weight figure lives on it too).
 
 The LTM transformer layer is the one of LTM-ViT
-(:class:`~mmltm.models.backbones.ltm_vit.LTMTransformerEncoderLayer`)::
+(:class:`~mmltm.models.layers.LTMTransformerEncoderLayer`)::
 
     Z   = X + MSA(LN(X))                       # N tokens of one sequence
     G   = TokenMerger(Z, (n_h, n_w), G_prev)   # per sequence (B*P of them)
@@ -44,9 +44,9 @@ Decisions (the paper leaves them open):
   * mmpretrain builds the blocks inside ``MobileViT.__init__``, so the built
     ``MobileVitBlock`` s, their ``global_rep`` sequences and their
     ``TransformerEncoderLayer`` s are re-classed (the approach of LTM-Swin /
-    LTM-ViT). State-dict keys stay exactly mmpretrain's plus one
-    ``layers.{i}.1.global_rep.{j}.token_merger.log_step`` per transformer
-    layer.
+    LTM-ViT). State-dict keys stay exactly mmpretrain's plus the mask
+    module's (``layers.{i}.1.global_rep.{j}.token_merger.*``) per
+    transformer layer.
 """
 import math
 from typing import Dict, List, Optional, Tuple, Union
@@ -55,10 +55,11 @@ import torch
 import torch.nn as nn
 from mmpretrain.models.backbones.mobilevit import MobileViT, MobileVitBlock
 
-from mmltm.ops import MergeMask, check_compression_ratio
+from mmltm.models.layers import (LTMBackboneMixin, LTMTransformerEncoderLayer,
+                                 convert_encoder_layers, lookup_preset, match_preset,
+                                 reclass, token_merger_factory)
+from mmltm.ops import check_merge_mode
 from mmltm.registry import register_model
-from .ltm_vit import (LTMTransformerEncoderLayer, check_merge_mode,
-                      convert_encoder_layers)
 
 #: default ``compression_ratio`` per arch (see the module docstring)
 DEFAULT_MOBILEVIT_COMPRESSION_RATIOS: Dict[str, float] = {
@@ -66,6 +67,7 @@ DEFAULT_MOBILEVIT_COMPRESSION_RATIOS: Dict[str, float] = {
     'x_small': 0.5,
     'xx_small': 0.5,
 }
+DEFAULT_COMPRESSION_RATIO = 0.5
 
 
 class LTMGlobalRep(nn.Sequential):
@@ -77,22 +79,17 @@ class LTMGlobalRep(nn.Sequential):
     (``(n_h, n_w)``) for the duration of its forward.
     """
     grid: Optional[Tuple[int, int]] = None
-    record_masks: bool = False
-    last_masks: List[Optional[MergeMask]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.grid is None:
             raise RuntimeError('LTMGlobalRep needs the patch grid: call it '
                                'through its LTMMobileVitBlock')
-        mask, masks = None, []
+        mask = None
         for module in self:
             if isinstance(module, LTMTransformerEncoderLayer):
                 x, mask = module(x, self.grid, mask)
-                masks.append(mask)
             else:  # the final LayerNorm
                 x = module(x)
-        if self.record_masks:
-            self.last_masks = masks
         return x
 
 
@@ -105,18 +102,14 @@ class LTMMobileVitBlock(MobileVitBlock):
     global_rep: LTMGlobalRep
 
     @classmethod
-    def from_block(cls, block: MobileVitBlock, compression_ratio: float,
-                   init_step: float = 1.0,
-                   merge_mode: str = 'ltm') -> 'LTMMobileVitBlock':
-        """Turn ``block`` into an LTM block in place, keeping its parameters."""
-        if not isinstance(block, MobileVitBlock):
-            raise TypeError(f'expected an mmpretrain MobileVitBlock, '
-                            f'got {type(block).__name__}')
-        block.__class__ = cls
-        block.global_rep.__class__ = LTMGlobalRep
+    def from_block(cls, block: MobileVitBlock,
+                   make_merger) -> 'LTMMobileVitBlock':
+        """Turn ``block`` into an LTM block in place, keeping its parameters;
+        ``make_merger(dims)`` builds each transformer layer's mask module."""
+        reclass(block, cls)
+        reclass(block.global_rep, LTMGlobalRep)
         # the last entry of global_rep is its LayerNorm
-        convert_encoder_layers(list(block.global_rep)[:-1], compression_ratio,
-                               init_step, merge_mode)
+        convert_encoder_layers(list(block.global_rep)[:-1], make_merger)
         return block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,66 +125,62 @@ class LTMMobileVitBlock(MobileVitBlock):
 
 
 @register_model()
-class LTMMobileViT(MobileViT):
+class LTMMobileViT(LTMBackboneMixin, MobileViT):
     """MobileViT with Learnable Token Merging (LTM-MobileViT).
 
     A drop-in for mmpretrain's ``MobileViT``: every argument keeps its
-    meaning, outputs have the same shapes.
+    meaning, outputs have the same shapes. ``token_mergers``,
+    ``record_merge_masks`` and ``last_merge_masks`` (one list per entry of
+    ``layers``; layers 0-1 hold no transformer) are
+    :class:`~mmltm.models.layers.LTMBackboneMixin`'s.
 
     Args:
         arch (str | list): ``'small'``, ``'x_small'``, ``'xx_small'`` or a
             layer list, as in ``MobileViT``. Default: ``'small'``.
         compression_ratio (float, optional): N'/N, the fraction of patch
             tokens each transformer layer's FFN keeps, in (0, 1]; 1.0
-            reproduces ``MobileViT`` exactly. Default: None, i.e. the arch
-            preset (:data:`DEFAULT_MOBILEVIT_COMPRESSION_RATIOS`, else 0.5).
-        init_step (float): initial step size eta of each mask module.
-            Default: 1.0.
+            reproduces ``MobileViT`` exactly. Default: None, i.e. the default
+            of the preset the layer list equals
+            (:data:`DEFAULT_MOBILEVIT_COMPRESSION_RATIOS`), else 0.5.
+        init_step (float, optional): initial step size eta of each mask
+            module, for the merge modes that have one. Default: None (the
+            module's default, 1.0).
         merge_mode (str): ``'ltm'`` (the learned
             :class:`~mmltm.ops.TokenMerger`) or ``'tome'`` (ToMe's
             training-free bipartite matching on each sequence, no parameters;
             the paper's ToMe-MobileViT rows). Default: ``'ltm'``.
+        merger_cfg (dict, optional): extra keyword arguments of every
+            layer's mask module (:func:`~mmltm.ops.build_token_merger`).
+            Default: None.
         **kwargs: every other ``MobileViT`` argument.
     """
+    default_compression_ratios = DEFAULT_MOBILEVIT_COMPRESSION_RATIOS
+    fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO
 
     def __init__(self,
                  arch: Union[str, list] = 'small',
                  compression_ratio: Optional[float] = None,
-                 init_step: float = 1.0,
+                 init_step: Optional[float] = None,
                  merge_mode: str = 'ltm',
+                 merger_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        if compression_ratio is None:
-            compression_ratio = DEFAULT_MOBILEVIT_COMPRESSION_RATIOS.get(
-                arch.lower() if isinstance(arch, str) else None, 0.5)
-        self.compression_ratio = check_compression_ratio(compression_ratio)
+        # every LTM argument is checked before the (slow) mmpretrain build
+        key, layers = lookup_preset(arch, self.arch_settings, custom='a layer list')
+        preset = match_preset(layers, self.arch_settings, prefer=key)
+        self.compression_ratio = self.resolve_compression_ratio(compression_ratio, preset)
         self.merge_mode = check_merge_mode(merge_mode)
+        # ['mobilevit', out_channels, stride, transformer_dim, ...]
+        dims = [layer[3] for layer in layers if layer[0] == 'mobilevit']
+        make_merger = token_merger_factory(
+            merge_mode, self.compression_ratio, merger_cfg,
+            options=dict(init_step=init_step), probe_dims=dims[0] if dims else None)
         super().__init__(arch=arch, **kwargs)
         for module in self.modules():
             if isinstance(module, MobileVitBlock):
-                LTMMobileVitBlock.from_block(module, self.compression_ratio,
-                                             init_step, merge_mode)
+                LTMMobileVitBlock.from_block(module, make_merger)
         # MobileViT freezes its stages in train(); the token mergers of frozen
         # stages are frozen there too, nothing else to do here.
 
-    @property
-    def _ltm_blocks(self) -> List[LTMMobileVitBlock]:
-        return [m for m in self.modules() if isinstance(m, LTMMobileVitBlock)]
-
-    @property
-    def token_mergers(self) -> List[nn.Module]:
-        return [m.token_merger for m in self.modules()
-                if isinstance(m, LTMTransformerEncoderLayer)]
-
-    def record_merge_masks(self, enabled: bool = True) -> None:
-        """Keep every transformer layer's ``MergeMask`` of the last forward
-        (see :attr:`last_merge_masks`)."""
-        for block in self._ltm_blocks:
-            block.global_rep.record_masks = enabled
-            if not enabled:
-                block.global_rep.last_masks = []
-
-    @property
-    def last_merge_masks(self) -> List[List[Optional[MergeMask]]]:
-        """Per MobileViT block, the masks of its transformer layers."""
-        return [getattr(block.global_rep, 'last_masks', [])
-                for block in self._ltm_blocks]
+    def ltm_stages(self) -> List[List[LTMTransformerEncoderLayer]]:
+        return [[m for m in layer.modules() if isinstance(m, LTMTransformerEncoderLayer)]
+                for layer in self.layers]

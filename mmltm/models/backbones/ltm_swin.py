@@ -28,11 +28,16 @@ Decisions for Swin the paper leaves open (see also the ops docstring):
     reproduce the paper's FLOP ratios with mmengine's counter at 224x224
     (Swin-T 0.83x, paper 0.84x; Swin-B 0.79x, paper 0.78x). The paper's own
     value for Swin is not known.
+  * The stage grids depend on the input size, so a block may have mask
+    parameters and still not merge (e.g. the 2x2 grid of stage 4 on a 64x64
+    image): it then ties them into its output with an exact zero in
+    training, so DDP needs no ``find_unused_parameters``
+    (:func:`~mmltm.models.layers.tie_unused_parameters`).
   * mmdet builds its blocks inside ``SwinTransformer.__init__`` with no hook
     to pick their class, so the built blocks are re-classed into the LTM
-    subclasses and given a ``token_merger``. Parameters, buffers and
-    state-dict keys stay exactly mmdet's, plus one
-    ``stages.{i}.blocks.{j}.token_merger.log_step`` per block.
+    subclasses (:mod:`mmltm.models.layers`) and given a ``token_merger``.
+    Parameters, buffers and state-dict keys stay exactly mmdet's, plus the
+    mask module's (``stages.{i}.blocks.{j}.token_merger.*``) per block.
 """
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -42,44 +47,34 @@ import torch.utils.checkpoint as cp
 from mmdet.models.backbones.swin import (SwinBlock, SwinBlockSequence,
                                          SwinTransformer, swin_converter)
 
-from mmltm.ops import (MergeMask, TokenMerger, build_token_merger,
-                       check_compression_ratio, unmerge_add)
+from mmltm.models.layers import (LTMBackboneMixin, LTMBlockMixin, ffn_residual_branch,
+                                 lookup_preset, match_preset, reclass,
+                                 token_merger_factory)
 from mmltm.models.utils import load_backbone_state_dict
+from mmltm.ops import MergeMask, check_merge_mode, unmerge_add
 from mmltm.registry import register_model
 
 #: default compression ratio per arch, chosen so that mmengine's FLOP count
 #: at 224x224 matches the paper's ratio: Swin-T 3.8/4.5 G = 0.84 (ours 0.83
 #: at 0.7), Swin-B 12.0/15.4 G = 0.78 (ours 0.79 at 0.65). Swin-S is not in
-#: the paper; it takes Swin-T's value.
+#: the paper; it takes Swin-T's value, and so do sizes of no preset.
 DEFAULT_COMPRESSION_RATIO = {'tiny': 0.7, 'small': 0.7, 'base': 0.65}
 
 
-def ffn_residual_branch(ffn, x: torch.Tensor) -> torch.Tensor:
-    """The residual branch of an mmcv ``FFN`` (its output without identity)."""
-    return ffn.dropout_layer(ffn.gamma2(ffn.layers(x)))
-
-
-class LTMSwinBlock(SwinBlock):
+class LTMSwinBlock(LTMBlockMixin, SwinBlock):
     """A Swin block whose FFN runs on merged tokens (see module docstring).
 
-    Built by re-classing an mmdet ``SwinBlock`` (:meth:`from_swin_block`).
+    Built by re-classing an mmdet ``SwinBlock`` (:meth:`from_block`).
     """
-    token_merger: TokenMerger
-
-    @classmethod
-    def from_swin_block(cls, block: SwinBlock, merger: TokenMerger) -> 'LTMSwinBlock':
-        block.__class__ = cls
-        block.token_merger = merger
-        return block
 
     def _ltm_forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                      prev: Optional[MergeMask]):
         z = x + self.attn(self.norm1(x), hw_shape)
         if self.token_merger.is_identity(hw_shape):
-            return self.ffn(self.norm2(z), identity=z), None
+            return self.block_output(self.ffn(self.norm2(z), identity=z), None)
         mask, merged = self.token_merger.merge(z, hw_shape, prev)
         delta = ffn_residual_branch(self.ffn, self.norm2(merged))
-        return unmerge_add(z, delta, mask), mask
+        return self.block_output(unmerge_add(z, delta, mask), mask)
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 prev: Optional[MergeMask] = None):
@@ -92,17 +87,11 @@ class LTMSwinBlock(SwinBlock):
 
 class LTMSwinBlockSequence(SwinBlockSequence):
     """A Swin stage that threads the merging mask through its blocks."""
-    record_masks: bool = False
-    last_masks: List[Optional[MergeMask]]
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
         mask = None
-        masks = []
         for block in self.blocks:
             x, mask = block(x, hw_shape, mask)
-            masks.append(mask)
-        if self.record_masks:
-            self.last_masks = masks
         if self.downsample:
             x_down, down_hw_shape = self.downsample(x, hw_shape)
             return x_down, down_hw_shape, x, hw_shape
@@ -110,23 +99,31 @@ class LTMSwinBlockSequence(SwinBlockSequence):
 
 
 @register_model()
-class LTMSwinTransformer(SwinTransformer):
+class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
     """Swin Transformer with Learnable Token Merging (LTM-Swin).
 
     A drop-in for mmdet's/mmseg's ``SwinTransformer``: every argument keeps
     mmdet's meaning, outputs are the same ``(B, C_i, H/s_i, W/s_i)`` maps.
+    ``token_mergers``, ``record_merge_masks`` and ``last_merge_masks`` (one
+    list per stage) are :class:`~mmltm.models.layers.LTMBackboneMixin`'s.
 
     Args:
         arch (str, optional): ``'tiny'``, ``'small'`` or ``'base'`` (also
             ``'t'``, ``'s'``, ``'b'``); sets ``embed_dims``, ``depths`` and
-            ``num_heads``. Default: ``'tiny'`` unless those are given.
-        compression_ratio (float): N'/N, the fraction of tokens kept for each
-            block's FFN, in (0, 1]; 1.0 reproduces Swin exactly. Must keep at
-            least one token per attention window (ratio * window_size**2 >= 1).
-            Default: ``DEFAULT_COMPRESSION_RATIO[arch]`` (0.7 for tiny and
-            small and custom sizes, 0.65 for base).
-        init_step (float): initial step size eta of each mask module.
-            Default: 1.0.
+            ``num_heads``, which override it where given. Default: None,
+            i.e. ``'tiny'``'s sizes where they are not given.
+        compression_ratio (float, optional): N'/N, the fraction of tokens
+            kept for each block's FFN, in (0, 1]; 1.0 reproduces Swin
+            exactly. Merging covers the whole map of a stage, so any ratio
+            keeps at least one token. Default: None, i.e. the default of the
+            preset whose sizes the resolved sizes equal
+            (:data:`DEFAULT_COMPRESSION_RATIO`: 0.7 for tiny and small,
+            0.65 for base; Swin-B sizes given without ``arch`` count as
+            base), 0.7 for sizes of no preset.
+        init_step (float, optional): initial step size eta of each mask
+            module, for the merge modes that have one
+            (:data:`~mmltm.models.layers.MODE_ARGUMENTS`). Default: None (the
+            module's default, 1.0).
         merge_mode (str): the mask module of every block: ``'ltm'`` (the
             learned :class:`~mmltm.ops.TokenMerger`) or ``'tome'`` (ToMe's
             training-free bipartite matching, :class:`~mmltm.ops.tome.ToMeMerger`,
@@ -134,6 +131,10 @@ class LTMSwinTransformer(SwinTransformer):
             cost stays linear at detection sizes; no parameters), for
             like-for-like comparisons at the same ``compression_ratio``.
             Default: ``'ltm'``.
+        merger_cfg (dict, optional): extra keyword arguments of every
+            block's mask module (passed to :func:`~mmltm.ops.build_token_merger`;
+            e.g. ``dict(window_size=None)`` for global ToMe matching).
+            Default: None.
         pretrain_img_size, in_channels, embed_dims, patch_size, window_size,
         mlp_ratio, depths, num_heads, strides, out_indices, qkv_bias,
         qk_scale, patch_norm, drop_rate, attn_drop_rate, drop_path_rate,
@@ -142,6 +143,10 @@ class LTMSwinTransformer(SwinTransformer):
             ``SwinTransformer`` (same defaults, except that ``embed_dims``,
             ``depths`` and ``num_heads`` default to ``arch``'s values; given
             explicitly, they override the preset).
+
+    Attributes:
+        arch (str | None): the preset the resolved sizes equal (``'tiny'``,
+            ``'small'``, ``'base'``), None for other sizes.
     """
     arch_zoo: Dict[str, Dict] = {
         'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -149,12 +154,15 @@ class LTMSwinTransformer(SwinTransformer):
         'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     }
     _arch_alias = {'t': 'tiny', 's': 'small', 'b': 'base'}
+    default_compression_ratios = DEFAULT_COMPRESSION_RATIO
+    fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO['tiny']
 
     def __init__(self,
                  arch: Optional[str] = None,
                  compression_ratio: Optional[float] = None,
-                 init_step: float = 1.0,
+                 init_step: Optional[float] = None,
                  merge_mode: str = 'ltm',
+                 merger_cfg: Optional[dict] = None,
                  pretrain_img_size=224,
                  in_channels: int = 3,
                  embed_dims: Optional[int] = None,
@@ -179,16 +187,15 @@ class LTMSwinTransformer(SwinTransformer):
                  convert_weights: bool = False,
                  frozen_stages: int = -1,
                  init_cfg: Optional[dict] = None) -> None:
-        arch_key, arch_cfg = self._resolve_arch(arch, embed_dims=embed_dims,
-                                                depths=depths, num_heads=num_heads)
-        if compression_ratio is None:
-            compression_ratio = DEFAULT_COMPRESSION_RATIO.get(arch_key, 0.7)
-        self.compression_ratio = check_compression_ratio(compression_ratio)
-        if compression_ratio * window_size ** 2 < 1:
-            raise ValueError(
-                f'compression_ratio={compression_ratio!r} would keep no token of '
-                f'a {window_size}x{window_size} window (ratio * window_size**2 < 1); '
-                f'allowed: [{1 / window_size ** 2:.4g}, 1]')
+        # every LTM argument is checked before the (slow) mmdet build
+        preset, sizes = self._resolve_arch(arch, embed_dims=embed_dims,
+                                           depths=depths, num_heads=num_heads)
+        self.compression_ratio = self.resolve_compression_ratio(compression_ratio, preset)
+        self.merge_mode = check_merge_mode(merge_mode)
+        make_merger = token_merger_factory(
+            merge_mode, self.compression_ratio, merger_cfg,
+            options=dict(init_step=init_step), context=dict(window_size=window_size),
+            probe_dims=sizes['embed_dims'])
         if use_abs_pos_embed:
             # mmdet's own Swin cannot run with it: its (1, L, C) parameter is
             # added to a (B, L, C) sequence fine, but init_weights views it as
@@ -203,32 +210,29 @@ class LTMSwinTransformer(SwinTransformer):
             use_abs_pos_embed=use_abs_pos_embed, act_cfg=act_cfg,
             norm_cfg=norm_cfg, with_cp=with_cp, pretrained=pretrained,
             convert_weights=convert_weights, frozen_stages=frozen_stages,
-            init_cfg=init_cfg, **arch_cfg)
-        self.arch = arch
-        self.merge_mode = merge_mode
-        merger_kwargs = (dict(init_step=init_step) if merge_mode == 'ltm' else
-                         dict(window_size=window_size) if merge_mode == 'tome' else {})
+            init_cfg=init_cfg, **sizes)
+        self.arch = preset
         for stage in self.stages:
-            stage.__class__ = LTMSwinBlockSequence
+            reclass(stage, LTMSwinBlockSequence)
             for block in stage.blocks:
-                LTMSwinBlock.from_swin_block(
-                    block, build_token_merger(merge_mode, self.compression_ratio,
-                                              **merger_kwargs))
+                LTMSwinBlock.from_block(block, make_merger(block.ffn.embed_dims))
         # mmdet's _freeze_stages ran before the token mergers existed
         self._freeze_stages()
 
     @classmethod
     def _resolve_arch(cls, arch: Optional[str], **given) -> Tuple[Optional[str], Dict]:
-        """``(preset name or None, sizes)``: the preset of ``arch`` (default
-        'tiny') overridden by explicit values, or all-explicit sizes."""
-        explicit = {k: v for k, v in given.items() if v is not None}
-        if arch is None and len(explicit) == len(given):
-            return None, explicit
-        key = cls._arch_alias.get(str(arch or 'tiny').lower(), str(arch).lower())
-        if key not in cls.arch_zoo:
-            raise ValueError(f'arch={arch!r} is not supported; allowed: '
-                             f'{sorted(cls.arch_zoo)} (or t/s/b)')
-        return key, {**cls.arch_zoo[key], **explicit}
+        """``(preset or None, sizes)``: the sizes of ``arch`` (default
+        'tiny') overridden by the explicit ones, and the preset they equal."""
+        if arch is not None and not isinstance(arch, str):
+            raise ValueError(f'arch={arch!r} is not supported; allowed: a name of '
+                             f'{sorted(cls.arch_zoo)} (or t/s/b), or None')
+        key, preset_sizes = lookup_preset(arch or 'tiny', cls.arch_zoo, cls._arch_alias,
+                                          custom='None with the sizes given')
+        sizes = {**preset_sizes, **{k: v for k, v in given.items() if v is not None}}
+        return match_preset(sizes, cls.arch_zoo, prefer=key), sizes
+
+    def ltm_stages(self) -> List[List[LTMSwinBlock]]:
+        return [list(stage.blocks) for stage in self.stages]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """The stage outputs of ``out_indices`` as ``(B, C_i, H_i, W_i)`` maps.
@@ -266,19 +270,3 @@ class LTMSwinTransformer(SwinTransformer):
             converter=swin_converter if self.convert_weights else None,
             allow_missing=(r'^norm\d+\.',))
         self._is_init = True
-
-    @property
-    def token_mergers(self) -> List[TokenMerger]:
-        return [block.token_merger for stage in self.stages for block in stage.blocks]
-
-    def record_merge_masks(self, enabled: bool = True) -> None:
-        """Keep every block's ``MergeMask`` of the last forward in
-        ``stage.last_masks`` (for visualisation and analysis)."""
-        for stage in self.stages:
-            stage.record_masks = enabled
-            if not enabled:
-                stage.last_masks = []
-
-    @property
-    def last_merge_masks(self) -> List[List[Optional[MergeMask]]]:
-        return [getattr(stage, 'last_masks', []) for stage in self.stages]

@@ -36,21 +36,23 @@ ones):
     block, for like-for-like comparisons.
   * mmpretrain builds its layers inside ``VisionTransformer.__init__`` with
     no hook to pick their class, so the built layers are re-classed into
-    :class:`LTMTransformerEncoderLayer` and given a ``token_merger`` (the
-    approach of LTM-Swin). Parameters and state-dict keys stay exactly
-    mmpretrain's, plus one ``layers.{i}.token_merger.log_step`` per block,
-    so ViT/DeiT checkpoints load with only those keys missing.
+    :class:`~mmltm.models.layers.LTMTransformerEncoderLayer` (shared with
+    LTM-MobileViT) and given a ``token_merger`` (the approach of LTM-Swin).
+    Parameters and state-dict keys stay exactly mmpretrain's, plus the mask
+    module's (``layers.{i}.token_merger.*``) per block, so ViT/DeiT
+    checkpoints load with only those keys missing.
 """
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from mmpretrain.models.backbones.vision_transformer import (
-    TransformerEncoderLayer, VisionTransformer)
+from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 
-from mmltm.ops import (MERGE_MODES, MergeMask, TokenMerger,
-                       build_token_merger, check_compression_ratio,
-                       unmerge_add)
+from mmltm.models.layers import (LTMBackboneMixin, LTMTransformerEncoderLayer,
+                                 convert_encoder_layers, lookup_preset,
+                                 match_preset, token_merger_factory,
+                                 with_default_ratios)
+from mmltm.ops import check_merge_mode
 from mmltm.registry import register_model
 
 #: default ``compression_ratio`` per arch (see module docstring); archs not
@@ -67,156 +69,87 @@ DEFAULT_VIT_COMPRESSION_RATIOS: Dict[str, float] = {
 }
 DEFAULT_COMPRESSION_RATIO = 0.8
 
-
-def ffn_residual_branch(ffn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The residual branch of an FFN (its output without the identity).
-
-    mmcv's ``FFN`` adds its input unless told otherwise; the LTM block needs
-    the branch alone because the identity is the unmerged ``Z``.
-    """
-    if all(hasattr(ffn, name) for name in ('layers', 'gamma2', 'dropout_layer')):
-        return ffn.dropout_layer(ffn.gamma2(ffn.layers(x)))
-    # other mmpretrain FFNs (e.g. SwiGLUFFNFused) take an explicit identity
-    return ffn(x, identity=x.new_zeros(()))
-
-
-class LTMTransformerEncoderLayer(TransformerEncoderLayer):
-    """An mmpretrain ``TransformerEncoderLayer`` whose FFN runs on merged
-    tokens (see the module docstring). Used by LTM-ViT and LTM-MobileViT.
-
-    Built by re-classing a built layer (:meth:`from_layer`); its forward
-    takes the patch grid and the previous block's mask and returns
-    ``(x, mask)``.
-    """
-    token_merger: TokenMerger
-
-    @classmethod
-    def from_layer(cls, layer: TransformerEncoderLayer,
-                   merger: TokenMerger) -> 'LTMTransformerEncoderLayer':
-        """Turn ``layer`` into an LTM layer in place, keeping its parameters."""
-        if not isinstance(layer, TransformerEncoderLayer):
-            raise TypeError(f'expected an mmpretrain TransformerEncoderLayer, '
-                            f'got {type(layer).__name__}')
-        layer.__class__ = cls
-        layer.token_merger = merger
-        return layer
-
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int],
-                prev: Optional[MergeMask] = None,
-                num_extra_tokens: int = 0
-                ) -> Tuple[torch.Tensor, Optional[MergeMask]]:
-        """Args:
-            x (Tensor): ``(B, E + h*w, C)``, the first ``E`` tokens are extra
-                tokens (a class token) that are never merged.
-            hw (tuple): the patch grid ``(h, w)``.
-            prev (MergeMask, optional): the previous block's mask.
-            num_extra_tokens (int): ``E``.
-
-        Returns:
-            tuple: the full-length output and this block's mask (``None``
-            when nothing is merged).
-        """
-        hw = (int(hw[0]), int(hw[1]))
-        if self.token_merger.is_identity(hw):
-            return super().forward(x), None
-        z = x + self.attn(self.ln1(x))
-        extra, patches = z[:, :num_extra_tokens], z[:, num_extra_tokens:]
-        mask, merged = self.token_merger.merge(patches, hw, prev)
-        delta = ffn_residual_branch(self.ffn, self.ln2(torch.cat([extra, merged], dim=1)))
-        out_patches = unmerge_add(patches, delta[:, num_extra_tokens:], mask)
-        return torch.cat([extra + delta[:, :num_extra_tokens], out_patches],
-                         dim=1), mask
-
-
-def check_merge_mode(merge_mode: str) -> str:
-    """Raise early on an unknown ``merge_mode``, naming the allowed ones."""
-    if merge_mode not in MERGE_MODES:
-        raise ValueError(f'merge_mode={merge_mode!r} is not supported; '
-                         f'allowed: {list(MERGE_MODES)}')
-    return merge_mode
-
-
-def convert_encoder_layers(layers, compression_ratio: float,
-                           init_step: float = 1.0,
-                           merge_mode: str = 'ltm') -> None:
-    """Re-class every mmpretrain ``TransformerEncoderLayer`` in ``layers``
-    into an :class:`LTMTransformerEncoderLayer` with its own mask module
-    (``merge_mode`` 'ltm': :class:`~mmltm.ops.TokenMerger`; 'tome': ToMe's
-    global bipartite matching, :class:`~mmltm.ops.tome.ToMeMerger`)."""
-    kwargs = dict(init_step=init_step) if merge_mode == 'ltm' else {}
-    for layer in layers:
-        LTMTransformerEncoderLayer.from_layer(
-            layer, build_token_merger(merge_mode, compression_ratio, **kwargs))
+#: the keys of a ViT arch that fix its sizes (mmpretrain's essential keys)
+_SIZE_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
 
 @register_model()
-class LTMVisionTransformer(VisionTransformer):
+class LTMVisionTransformer(LTMBackboneMixin, VisionTransformer):
     """Vision Transformer with Learnable Token Merging (LTM-ViT).
 
     A drop-in for mmpretrain's ``VisionTransformer``: every argument keeps
-    its meaning, outputs have the same shapes.
+    its meaning, outputs have the same shapes. ``token_mergers``,
+    ``record_merge_masks`` and ``last_merge_masks`` (one list holding all
+    layers: ViT has one grid) are :class:`~mmltm.models.layers.
+    LTMBackboneMixin`'s.
 
     Args:
         arch (str | dict): as in ``VisionTransformer`` (e.g. ``'deit-small'``
-            for ViT-S/16, ``'deit-base'`` for ViT-B/16). A dict arch may
-            carry its own ``compression_ratio``. Default: ``'deit-small'``.
+            for ViT-S/16, ``'deit-base'`` for ViT-B/16), or a dict of the
+            sizes (``embed_dims``, ``num_layers``, ``num_heads``,
+            ``feedforward_channels``) that may carry its own
+            ``compression_ratio``. Default: ``'deit-small'``.
         compression_ratio (float, optional): N'/N, the fraction of patch
             tokens each block's FFN keeps, in (0, 1]; 1.0 reproduces
-            ``VisionTransformer`` exactly. Default: None, i.e. the arch
-            preset (:data:`DEFAULT_VIT_COMPRESSION_RATIOS`, else 0.8).
-        init_step (float): initial step size eta of each mask module.
-            Default: 1.0.
+            ``VisionTransformer`` exactly. Default: None, i.e. a dict arch's
+            own ``compression_ratio``, else the default of the preset the
+            sizes equal (:data:`DEFAULT_VIT_COMPRESSION_RATIOS`: DeiT-S 0.78,
+            DeiT-B / ViT-B 0.6; a dict with DeiT-B's sizes counts as DeiT-B),
+            else 0.8.
+        init_step (float, optional): initial step size eta of each mask
+            module, for the merge modes that have one. Default: None (the
+            module's default, 1.0).
         merge_mode (str): the mask module of every block: ``'ltm'`` (the
             learned :class:`~mmltm.ops.TokenMerger`) or ``'tome'`` (ToMe's
             training-free bipartite matching over all patch tokens, no
             parameters), for like-for-like comparisons at the same
             ``compression_ratio``. Default: ``'ltm'``.
+        merger_cfg (dict, optional): extra keyword arguments of every
+            block's mask module (:func:`~mmltm.ops.build_token_merger`).
+            Default: None.
         **kwargs: every other ``VisionTransformer`` argument.
     """
-    arch_zoo = {
-        name: {**settings,
-               'compression_ratio': DEFAULT_VIT_COMPRESSION_RATIOS.get(
-                   name, DEFAULT_COMPRESSION_RATIO)}
-        for name, settings in VisionTransformer.arch_zoo.items()
-    }
+    arch_zoo = with_default_ratios(VisionTransformer.arch_zoo, DEFAULT_VIT_COMPRESSION_RATIOS,
+                                   DEFAULT_COMPRESSION_RATIO)
+    default_compression_ratios = DEFAULT_VIT_COMPRESSION_RATIOS
+    fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO
 
     def __init__(self,
                  arch: Union[str, dict] = 'deit-small',
                  compression_ratio: Optional[float] = None,
-                 init_step: float = 1.0,
+                 init_step: Optional[float] = None,
                  merge_mode: str = 'ltm',
+                 merger_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        if compression_ratio is None:
-            preset = (self.arch_zoo.get(arch.lower(), {})
-                      if isinstance(arch, str) else arch)
-            compression_ratio = preset.get('compression_ratio',
-                                           DEFAULT_COMPRESSION_RATIO)
-        # raise before the (slow) build, naming the bad value
-        self.compression_ratio = check_compression_ratio(compression_ratio)
+        # every LTM argument is checked before the (slow) mmpretrain build
+        preset, sizes = self._resolve_sizes(arch)
+        if compression_ratio is None and isinstance(arch, dict):
+            compression_ratio = arch.get('compression_ratio')
+        self.compression_ratio = self.resolve_compression_ratio(compression_ratio, preset)
         self.merge_mode = check_merge_mode(merge_mode)
+        make_merger = token_merger_factory(
+            merge_mode, self.compression_ratio, merger_cfg,
+            options=dict(init_step=init_step), probe_dims=sizes['embed_dims'])
         super().__init__(arch=arch, **kwargs)
-        convert_encoder_layers(self.layers, self.compression_ratio, init_step,
-                               merge_mode)
-        self.record_masks = False
-        self.last_masks: List[Optional[MergeMask]] = []
+        convert_encoder_layers(self.layers, make_merger)
         if self.frozen_stages > 0:
             # mmpretrain froze the layers before the token mergers existed
             self._freeze_stages()
 
-    @property
-    def token_mergers(self) -> List[torch.nn.Module]:
-        return [layer.token_merger for layer in self.layers]
+    @classmethod
+    def _resolve_sizes(cls, arch: Union[str, dict]) -> Tuple[Optional[str], dict]:
+        """``(preset or None, sizes)`` of ``arch``, checked as mmpretrain
+        does, but with a ``ValueError`` naming the value."""
+        key, sizes = lookup_preset(arch, VisionTransformer.arch_zoo)
+        if not isinstance(sizes, dict) or any(k not in sizes for k in _SIZE_KEYS):
+            raise ValueError(f'arch={arch!r} is not supported: a custom arch is a '
+                             f'dict with the keys {list(_SIZE_KEYS)}')
+        presets = {name: {k: v[k] for k in _SIZE_KEYS}
+                   for name, v in VisionTransformer.arch_zoo.items()}
+        return match_preset(sizes, presets, prefer=key), sizes
 
-    def record_merge_masks(self, enabled: bool = True) -> None:
-        """Keep every block's ``MergeMask`` of the last forward in
-        :attr:`last_merge_masks` (for visualisation and analysis)."""
-        self.record_masks = enabled
-        if not enabled:
-            self.last_masks = []
-
-    @property
-    def last_merge_masks(self) -> List[Optional[MergeMask]]:
-        return self.last_masks
+    def ltm_stages(self) -> List[List[LTMTransformerEncoderLayer]]:
+        return [list(self.layers)]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         # Same steps as VisionTransformer.forward; the layer loop also threads
@@ -234,14 +167,11 @@ class LTMVisionTransformer(VisionTransformer):
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)
 
-        outs, masks, mask = [], [], None
+        outs, mask = [], None
         for i, layer in enumerate(self.layers):
             x, mask = layer(x, patch_resolution, mask, self.num_extra_tokens)
-            masks.append(mask)
             if i == len(self.layers) - 1 and self.final_norm:
                 x = self.ln1(x)
             if i in self.out_indices:
                 outs.append(self._format_output(x, patch_resolution))
-        if self.record_masks:
-            self.last_masks = masks
         return tuple(outs)

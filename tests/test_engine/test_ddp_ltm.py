@@ -1,0 +1,97 @@
+"""DDP with ``find_unused_parameters=False`` (mmengine's default) trains an
+LTM model whose last stage is too small to merge: 2 gloo processes on CPU.
+
+LTM-Swin at 64x64 has a 2x2 grid in stage 4, which ratio 0.7 cannot reduce,
+so those blocks skip their merge but keep a trainable mask parameter; they
+tie it into their output with an exact zero
+(:func:`mmltm.models.layers.tie_unused_parameters`). Without the tie DDP
+fails in the second iteration ("Expected to have finished reduction in the
+prior iteration ..."; checked by hand with ``tie=False``, and in one
+process by tests/test_models/test_ltm_mask_parameters.py).
+"""
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+import torch.nn.functional as F
+
+SIZES = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4), drop_path_rate=0.)
+ITERS = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class _Classifier(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        from mmltm.models.backbones import LTMSwinTransformer
+        self.backbone = LTMSwinTransformer(compression_ratio=0.7, out_indices=(3, ), **SIZES)
+        self.head = nn.Linear(self.backbone.num_features[-1], 4)
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[-1].mean((2, 3)))
+
+
+def _train(rank: int, world: int, out_dir: str, tie: bool) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        if not tie:
+            from mmltm.models.layers import ltm_block
+            ltm_block.tie_unused_parameters = lambda out, module: out
+        torch.manual_seed(0)
+        model = _Classifier()
+        last = [b.token_merger for b in model.backbone.stages[3].blocks]
+        merging = [b.token_merger for s in model.backbone.stages[:3] for b in s.blocks]
+        assert all(m.is_identity((2, 2)) and any(p.requires_grad for p in m.parameters())
+                   for m in last)
+        before = [[p.detach().clone() for p in m.parameters()] for m in last + merging]
+        ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
+        optim = torch.optim.SGD(ddp.parameters(), lr=0.5)
+        gen = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+        for _ in range(ITERS):
+            x = torch.randn(2, 3, 64, 64, generator=gen)
+            y = torch.randint(0, 4, (2, ), generator=gen)
+            loss = F.cross_entropy(ddp(x), y)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(world)]
+        dist.all_gather(gathered, flat)
+        if rank == 0:
+            torch.save(dict(
+                max_diff=float((gathered[0] - gathered[1]).abs().max()),
+                # per mask module: did any of its parameters change?
+                changed=[any(not torch.equal(p, q) for p, q in zip(m.parameters(), ps))
+                         for m, ps in zip(last + merging, before)],
+                num_last=len(last)),
+                os.path.join(out_dir, 'result.pth'))
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(tmp_path, monkeypatch, tie: bool):
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', str(_free_port()))
+    mp.spawn(_train, args=(2, str(tmp_path), tie), nprocs=2, join=True)
+    return torch.load(tmp_path / 'result.pth')
+
+
+def test_ddp_without_find_unused_parameters_trains_and_stays_in_sync(tmp_path, monkeypatch):
+    result = _spawn(tmp_path, monkeypatch, tie=True)
+    assert result['max_diff'] == 0.0  # every parameter equal on both ranks
+    # the non-merging blocks' mask parameters got exactly zero gradient
+    # (SGD, no decay): unchanged; the merging blocks' ones were trained
+    n = result['num_last']
+    assert n == 1 and result['changed'][:n] == [False], result
+    assert all(result['changed'][n:]), result
