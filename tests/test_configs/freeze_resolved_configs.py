@@ -2,7 +2,7 @@
 the frozen reference ``test_resolved_configs.py`` compares the configs with.
 
     python tests/test_configs/freeze_resolved_configs.py \\
-        --out tests/test_configs/frozen/resolved_configs.json
+        --out tests/test_configs/data/resolved_configs.json
 
 Run it on the tree whose configs are the reference (it was run on main at
 fac12ce, before the configs were renamed and the toy configs rebased onto

@@ -2,7 +2,7 @@
 the toy configs were rebuilt on ``configs/toy/_base_/`` (issue 15), key by
 key, but for the changes made on purpose (issue 11), which are listed here.
 
-The reference, ``frozen/resolved_configs.json``, holds every config of main at
+The reference, ``data/resolved_configs.json``, holds every config of main at
 fac12ce resolved by mmengine, written by ``freeze_resolved_configs.py``
 (see there); each of its configs is loaded under its old name, which now
 is an alias of the renamed config or the rebuilt toy config itself.
@@ -18,7 +18,7 @@ from freeze_resolved_configs import encode
 from test_configs_build import ALIASES, ALL_CONFIGS, load
 
 REFERENCE = json.loads(
-    (Path(__file__).parent / 'frozen' / 'resolved_configs.json').read_text())
+    (Path(__file__).parent / 'data' / 'resolved_configs.json').read_text())
 
 #: checkpoints the dense configs start from: the classification configs'
 #: work dirs, renamed with the configs (tools/train.py names the work dir
