@@ -376,7 +376,17 @@ def test_toy_det_backbone_loads_toy_cls_checkpoint(tmp_path):
     init_default_scope('mmdet')
     torch.manual_seed(2)
     detector = MODELS.build(det_cfg.model)
-    detector.init_weights()
+    # the tools install the torch >= 2.6 loading fix (import mmltm does not)
+    from mmltm.engine import (checkpoint_fix_installed,
+                              install_checkpoint_fix,
+                              uninstall_checkpoint_fix)
+    was_installed = checkpoint_fix_installed()
+    install_checkpoint_fix()
+    try:
+        detector.init_weights()
+    finally:
+        if not was_installed:
+            uninstall_checkpoint_fix()
     det_state = detector.backbone.state_dict()
     cls_state = {
         k[len('backbone.'):]: v

@@ -56,7 +56,9 @@ def expected(reference: dict) -> dict:
       configs set the default, False);
     * the toy ImageNet configs' helper key ``toy_in1k`` is consumed by the
       configs (its settings stay, as top-level keys, as before);
-    * the work dirs of the renamed classification configs.
+    * the work dirs of the renamed classification configs;
+    * (h2) the toy ImageNet loaders read mmltm's ``ToyImageNet``, which
+      generates the toy set on first use.
     """
     config = _rename_work_dirs(copy.deepcopy(reference))
     config.pop('find_unused_parameters', None)
@@ -66,6 +68,10 @@ def expected(reference: dict) -> dict:
     custom_keys.pop('log_step', None)
     custom_keys.pop('.log_step', None)
     custom_keys['token_merger'] = {'decay_mult': 0.0}
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = config.get(loader, {}).get('dataset', {})
+        if dataset.get('data_root') == 'data/toy/imagenet':
+            dataset['type'] = 'ToyImageNet'
     return config
 
 
