@@ -181,8 +181,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     results = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, t, v, s, args) for t, v, s in runs]
+        failed = 0
         for i, future in enumerate(concurrent.futures.as_completed(futures)):
-            res = future.result()
+            try:
+                res = future.result()
+            except RuntimeError as err:  # one failed run does not stop the others
+                failed += 1
+                print(f'[{i + 1}/{len(runs)}] FAILED: {err}', flush=True)
+                continue
             results.append(res)
             print(f'[{i + 1}/{len(runs)}] {res["task"]} {res["variant"]} seed {res["seed"]}: '
                   f'{res["metric"]} = {res["value"]:.4f} ({res["seconds"]:.0f} s)', flush=True)
@@ -192,7 +198,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.out_json:
         with open(args.out_json, 'w') as f:
             json.dump(results, f, indent=1)
-    return 0
+    if failed:
+        print(f'\n{failed} of {len(runs)} runs failed (see their train.log)')
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':
