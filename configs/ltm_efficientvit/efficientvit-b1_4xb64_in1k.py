@@ -12,7 +12,8 @@
 # EfficientViT); ./ltm-efficientvit-b1_4xb64_in1k.py differs in
 # compression_ratio plus the IB objective (head and hook).
 _base_ = ['../_base_/ltm_readme_in1k_256.py', '../_base_/ltm_readme_pipelines.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 img_size = 224
 model = dict(

@@ -17,7 +17,8 @@ _base_ = [
     'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py',
     '../_base_/ltm_paramwise.py'
 ]
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 pretrained = 'work_dirs/efficientvit-b1_4xb64_in1k/epoch_300.pth'
 model = dict(

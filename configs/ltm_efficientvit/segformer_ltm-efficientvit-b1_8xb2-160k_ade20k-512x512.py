@@ -7,7 +7,8 @@
 # Weights: the LTM-EfficientViT-B1 ImageNet-1k checkpoint of
 # ./ltm-efficientvit-b1_4xb64_in1k.py (keys ``backbone.*``).
 _base_ = ['./segformer_efficientvit-b1_8xb2-160k_ade20k-512x512.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 ltm_pretrained = 'work_dirs/ltm-efficientvit-b1_4xb64_in1k/epoch_300.pth'
 model = dict(

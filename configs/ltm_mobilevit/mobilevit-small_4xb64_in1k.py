@@ -13,7 +13,8 @@ _base_ = [
     'mmpretrain::_base_/models/mobilevit/mobilevit_s.py',
     '../_base_/ltm_readme_in1k_256.py',
 ]
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 model = dict(
     # = mmpretrain's ImageClassifier that also passes the images to IB heads

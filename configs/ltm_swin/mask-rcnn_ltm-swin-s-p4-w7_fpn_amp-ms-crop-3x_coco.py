@@ -2,7 +2,8 @@
 # ./mask-rcnn_swin-s-p4-w7_fpn_amp-ms-crop-3x_coco.py with only the backbone swapped (see
 # ./mask-rcnn_ltm-swin-t-p4-w7_fpn_1x_coco.py for the weight-loading notes).
 _base_ = ['./mask-rcnn_swin-s-p4-w7_fpn_amp-ms-crop-3x_coco.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 ltm_pretrained = 'work_dirs/ltm-swin-small_8xb128_in1k/epoch_300.pth'
 model = dict(

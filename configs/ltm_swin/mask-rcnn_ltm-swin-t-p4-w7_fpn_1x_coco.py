@@ -11,7 +11,8 @@
 # release) to start from the official Swin weights instead, whose token-merger
 # parameters then keep their initial values.
 _base_ = ['./mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 ltm_pretrained = 'work_dirs/ltm-swin-tiny_8xb128_in1k/epoch_300.pth'
 model = dict(

@@ -18,7 +18,8 @@ _base_ = [
     'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py',
     '../_base_/ltm_paramwise.py'
 ]
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 model = dict(
     # = mmpretrain's ImageClassifier that also passes the images to IB heads

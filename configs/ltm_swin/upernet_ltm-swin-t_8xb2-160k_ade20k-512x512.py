@@ -7,7 +7,8 @@
 # ``prefix`` (see ./mask-rcnn_ltm-swin-t-p4-w7_fpn_1x_coco.py for the checks made when it
 # loads); mmseg's pre-converted Swin .pth (bare backbone keys) loads too.
 _base_ = ['./upernet_swin-t_8xb2-160k_ade20k-512x512.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 ltm_pretrained = 'work_dirs/ltm-swin-tiny_8xb128_in1k/epoch_300.pth'
 model = dict(

@@ -18,7 +18,8 @@ _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
     '../_base_/ltm_paramwise.py'
 ]
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 pretrained = ('https://download.openmmlab.com/mmclassification/v0/deit/'
               'deit-small_pt-4xb256_in1k_20220218-9425b9bb.pth')

@@ -8,7 +8,8 @@
 # 'backbone.' strips them and drops the head). DeiT-S weights also load
 # (only the mask modules' ``token_merger.*`` keys stay at their init).
 _base_ = ['./mask-rcnn_deit-s-p16_sfp_1x_coco.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 ltm_pretrained = 'work_dirs/ltm-deit-small_4xb256_in1k/epoch_300.pth'
 model = dict(

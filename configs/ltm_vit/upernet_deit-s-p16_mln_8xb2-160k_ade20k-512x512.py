@@ -15,7 +15,8 @@ _base_ = [
     'mmseg::vit/vit_deit-s16_mln_upernet_8xb2-160k_ade20k-512x512.py',
     '../_base_/ltm_paramwise.py'
 ]
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 pretrained = ('https://download.openmmlab.com/mmclassification/v0/deit/'
               'deit-small_pt-4xb256_in1k_20220218-9425b9bb.pth')

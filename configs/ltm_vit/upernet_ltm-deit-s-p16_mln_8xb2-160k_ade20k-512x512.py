@@ -6,7 +6,8 @@
 # Weights: the LTM-ViT-S ImageNet-1k checkpoint of mmltm's classification
 # config (keys ``backbone.*``; DeiT-S weights load as well).
 _base_ = ['./upernet_deit-s-p16_mln_8xb2-160k_ade20k-512x512.py']
-custom_imports = dict(imports=['mmltm'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
 
 ltm_pretrained = 'work_dirs/ltm-deit-small_4xb256_in1k/epoch_300.pth'
 model = dict(

@@ -9,10 +9,12 @@
    (nearest: one token is one patch of ``stride x stride`` pixels);
 2. every token's weight relative to a uniform average, ``w[n] * |cell(n)|``
    (1 = uniform; > 1: the token counts more in its merged token);
-3. the partition: which merged token every token joins (random colours).
+3. the partition: which merged token every token joins (random colours),
+   over the borders of the fixed grid cells (white lines) when those are
+   given; tokens that joined a merged token across them are dotted.
 """
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -78,10 +80,18 @@ def pick_targets(G: np.ndarray, grid: Sequence[int], k: int) -> List[int]:
     return chosen
 
 
+def crossed_cell_borders(G: np.ndarray, fixed_cell: np.ndarray) -> np.ndarray:
+    """Which tokens joined a merged token other than their fixed grid cell
+    (merged token k sits on cell k): a bool ``(N,)``."""
+    return G.argmax(1) != np.asarray(fixed_cell)
+
+
 def merging_figure(image_rgb: np.ndarray, G: np.ndarray, grid: Sequence[int], stride: int,
-                   targets: Sequence[int], out: str, title: str = '') -> Dict:
+                   targets: Sequence[int], out: str, title: str = '',
+                   fixed_cell: Optional[np.ndarray] = None) -> Dict:
     """Draw the three panels (module docstring) to ``out``; returns what was
-    drawn (target centres in pixels, heat map) for checking."""
+    drawn (target centres in pixels, heat map, the tokens that crossed the
+    fixed-cell borders when ``fixed_cell`` (N,) is given) for checking."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -126,7 +136,19 @@ def merging_figure(image_rgb: np.ndarray, G: np.ndarray, grid: Sequence[int], st
     ax = axes[2]
     ax.imshow(image_rgb)
     ax.imshow(part_rgb, alpha=0.6)
-    ax.set_title(f'partition: {h}x{w} = {h * w} tokens -> {G.shape[1]} merged', fontsize=9)
+    part_title = f'partition: {h}x{w} = {h * w} tokens -> {G.shape[1]} merged'
+    crossed = None
+    if fixed_cell is not None:
+        fixed = np.asarray(fixed_cell).reshape(h, w)
+        for j in np.flatnonzero(fixed[0, 1:] != fixed[0, :-1]):
+            ax.axvline((j + 1) * stride - 0.5, color='white', lw=0.5, alpha=0.8)
+        for i in np.flatnonzero(fixed[1:, 0] != fixed[:-1, 0]):
+            ax.axhline((i + 1) * stride - 0.5, color='white', lw=0.5, alpha=0.8)
+        crossed = crossed_cell_borders(G, fixed_cell)
+        ys, xs = np.divmod(np.flatnonzero(crossed), w)
+        ax.plot((xs + 0.5) * stride, (ys + 0.5) * stride, 'k.', ms=3)
+        part_title += f'\n{int(crossed.sum())} tokens ({crossed.mean():.0%}) cross the fixed cells'
+    ax.set_title(part_title, fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -135,4 +157,4 @@ def merging_figure(image_rgb: np.ndarray, G: np.ndarray, grid: Sequence[int], st
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
-    return dict(centres=centres, heat=heat_img, relative_weight=rel)
+    return dict(centres=centres, heat=heat_img, relative_weight=rel, crossed=crossed)

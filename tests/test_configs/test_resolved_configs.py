@@ -45,6 +45,11 @@ def _rename_work_dirs(value):
     return value
 
 
+#: the toy datasets that generate their set on first use, by data root
+TOY_DATASET_TYPES = {'data/toy/imagenet': 'ToyImageNet', 'data/toy/coco/': 'ToyCocoDataset',
+                     'data/toy/ade': 'ToyADE20KDataset'}
+
+
 def expected(reference: dict) -> dict:
     """The reference config with the changes made on purpose:
 
@@ -57,8 +62,11 @@ def expected(reference: dict) -> dict:
     * the toy ImageNet configs' helper key ``toy_in1k`` is consumed by the
       configs (its settings stay, as top-level keys, as before);
     * the work dirs of the renamed classification configs;
-    * (h2) the toy ImageNet loaders read mmltm's ``ToyImageNet``, which
-      generates the toy set on first use.
+    * the toy loaders read mmltm's ``ToyImageNet`` / ``ToyCocoDataset`` /
+      ``ToyADE20KDataset``, which generate their toy set on first use;
+    * the configs that import mmltm also import ``mmltm.engine.checkpoint_fix``
+      (``import mmltm`` no longer patches mmengine's checkpoint loader, and
+      mmdet's / mmseg's own tools must still resume under torch >= 2.6).
     """
     config = _rename_work_dirs(copy.deepcopy(reference))
     config.pop('find_unused_parameters', None)
@@ -70,8 +78,11 @@ def expected(reference: dict) -> dict:
     custom_keys['token_merger'] = {'decay_mult': 0.0}
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = config.get(loader, {}).get('dataset', {})
-        if dataset.get('data_root') == 'data/toy/imagenet':
-            dataset['type'] = 'ToyImageNet'
+        toy_type = TOY_DATASET_TYPES.get(dataset.get('data_root'))
+        if toy_type:
+            dataset['type'] = toy_type
+    if config.get('custom_imports', {}).get('imports') == ['mmltm']:
+        config['custom_imports']['imports'] = ['mmltm', 'mmltm.engine.checkpoint_fix']
     return config
 
 

@@ -576,8 +576,18 @@ def test_visualize_merging_draws_targets_and_heat_map(tmp_path, capsys):
     res = vis['main']([CLS_LTM, 'none', str(tmp_path / 'img.png'), '--stage', '0', '--block',
                        '0', '--targets', '3', '--size', '64x96', '--out', str(out)])
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b'\x89PNG'
-    assert f'targets {res["targets"]}; wrote {out}' in capsys.readouterr().out
+    printed = capsys.readouterr().out
     h, w = res['grid']
+    # the learned mask: tokens join merged tokens across the fixed cells, and
+    # the tool says how many (the fixed grid: none)
+    crossed = int(res['crossed'].sum())
+    assert 0 < crossed < h * w
+    assert (f'targets {res["targets"]}; {crossed} of {h * w} tokens '
+            f'({crossed / (h * w):.1%}) joined a merged token across') in printed
+    grid = vis['main']([CLS_LTM, 'none', str(tmp_path / 'img.png'), '--stage', '0',
+                        '--block', '0', '--size', '64x96', '--out', str(out),
+                        '--cfg-options', 'model.backbone.merge_mode=grid'])
+    assert int(grid['crossed'].sum()) == 0
     assert (h, w) == (16, 24) and res['stride'] == 4
     assert len(res['targets']) == 3 and len(set(res['targets'])) == 3
     G = res['G']

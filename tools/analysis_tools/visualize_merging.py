@@ -10,7 +10,9 @@ merging mask G (N x N', ``MergeMask.dense()``) and draws three panels:
    (nearest: one token is one patch of ``stride x stride`` pixels);
 2. every token's weight relative to a uniform average, ``w[n] * |cell(n)|``
    (1 = uniform; > 1: the token counts more in its merged token);
-3. the partition: which merged token every token joins (random colours).
+3. the partition: which merged token every token joins (random colours),
+   with the borders of the fixed grid cells: the learned LTM mask lets
+   tokens join a neighbouring cell's merged token; the tool prints how many.
 
 Targets are picked spread over the image (the merged tokens whose centres
 are nearest to a ``sqrt(K) x sqrt(K)`` lattice) unless ``--target-ids``
@@ -43,6 +45,8 @@ def run(args) -> Dict:
     model = build_model(cfg, args.device)
     if args.checkpoint.lower() != 'none':
         from mmengine.runner import load_checkpoint
+        from mmltm.engine import install_checkpoint_fix
+        install_checkpoint_fix()  # mmengine's loader under torch >= 2.6
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     backbone = model.backbone
     check_records_masks(backbone)
@@ -75,9 +79,14 @@ def run(args) -> Dict:
              f'checkpoint {os.path.basename(args.checkpoint)}, mode '
              f"{getattr(backbone, 'merge_mode', 'ltm')}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    drawn = merging_figure(mmcv.bgr2rgb(img_bgr), G, (h, w), stride, targets, args.out, title)
+    fixed_cell = None if mask.plan is None else mask.plan.cell.cpu().numpy()
+    drawn = merging_figure(mmcv.bgr2rgb(img_bgr), G, (h, w), stride, targets, args.out, title,
+                           fixed_cell=fixed_cell)
+    crossed = '' if drawn['crossed'] is None else (
+        f"; {int(drawn['crossed'].sum())} of {h * w} tokens "
+        f"({drawn['crossed'].mean():.1%}) joined a merged token across the fixed-cell borders")
     print(f'stage {args.stage} block {args.block}: grid {h}x{w} -> {mask.num_merged} merged '
-          f'tokens, stride {stride}px; targets {targets}; wrote {args.out}')
+          f'tokens, stride {stride}px; targets {targets}{crossed}; wrote {args.out}')
     return dict(targets=targets, grid=(h, w), num_merged=mask.num_merged, stride=stride,
                 G=G, **drawn)
 

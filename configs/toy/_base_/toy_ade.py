@@ -55,6 +55,7 @@ _test_pipeline = [
 def _dataset(split, pipeline):
     """Toy ADE20K's ``split``."""
     return dict(
+        type='ToyADE20KDataset',  # generates data/toy/ade on first use
         data_root=_data_root,
         metainfo=metainfo,
         data_prefix=dict(

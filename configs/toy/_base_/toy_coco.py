@@ -52,6 +52,7 @@ _test_pipeline = [
 def _dataset(split, pipeline, **kwargs):
     """Toy COCO's ``split``."""
     return dict(
+        type='ToyCocoDataset',  # generates data/toy/coco on first use
         data_root=_data_root,
         metainfo=metainfo,
         ann_file=f'annotations/instances_{split}.json',
