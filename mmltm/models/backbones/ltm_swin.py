@@ -241,13 +241,6 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
         """
         return tuple(super().forward(x))
 
-    def train(self, mode: bool = True) -> 'LTMSwinTransformer':
-        """As mmdet's (keeps frozen stages frozen), but returns ``self``:
-        mmdet's ``SwinTransformer.train()`` returns None, which breaks
-        ``model.eval()`` chaining."""
-        super().train(mode)
-        return self
-
     def init_weights(self) -> None:
         """Random init as mmdet's Swin, or load ``init_cfg``'s checkpoint.
 

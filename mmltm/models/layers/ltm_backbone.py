@@ -125,6 +125,14 @@ class LTMBackboneMixin:
             compression_ratio = cls.default_compression_ratio(preset)
         return check_compression_ratio(compression_ratio)
 
+    def train(self, mode: bool = True):
+        """As the base backbone's (frozen stages stay frozen), but returns
+        ``self``: mmdet's ``SwinTransformer.train()`` and mmpretrain's
+        ``VisionTransformer.train()`` / ``MobileViT.train()`` return None,
+        which breaks ``model.eval()`` chaining."""
+        super().train(mode)
+        return self
+
     @property
     def ltm_blocks(self) -> List[LTMBlockMixin]:
         """Every LTM block, flat, in forward order."""
