@@ -197,8 +197,9 @@ def test_config_builds_model_and_optimizer(path):
         # dense baselines keep the libraries' own backbones
         assert type(model.backbone).__name__.startswith('LTM') == is_ltm
     if is_ltm:
+        # mmltm, and the checkpoint-loading fix for other entry points
         assert cfg.custom_imports == dict(
-            imports=['mmltm'], allow_failed_imports=False)
+            imports=['mmltm', 'mmltm.engine.checkpoint_fix'], allow_failed_imports=False)
 
     # the shared rule of configs/_base_/ltm_paramwise.py, in every config
     rule = cfg.optim_wrapper.paramwise_cfg.custom_keys['token_merger']
