@@ -21,8 +21,11 @@ def test_backbones_export_and_match_onnxruntime_at_two_sizes(name, build, tmp_pa
     for hw in ((224, 224), (320, 512)):
         x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(1))
         res = pytorch2onnx.check_onnx(model, x, str(tmp_path / f'{name}.onnx'))
-        print(f'{name} {hw}: max abs {res["max_abs"]:.3g}, export {res["export_s"]:.1f} s')
-        assert res['max_abs'] <= 1e-4, (name, hw, res['per_output'])
+        print(f'{name} {hw}: max abs {res["max_abs"]:.3g} (rel. {res["max_rel"]:.3g}), '
+              f'export {res["export_s"]:.1f} s')
+        # absolute (the acceptance bound) and relative to the output scale
+        # (random-init EfficientViT outputs are small)
+        assert res['max_abs'] <= 1e-4 and res['max_rel'] <= 1e-4, (name, hw, res)
 
 
 def test_swin_merges_per_sample_in_the_exported_graph(build, tmp_path):
@@ -45,9 +48,11 @@ def test_cli_exits_nonzero_above_the_tolerance(tmp_path, capsys):
         "embed_dims=32, depths=(2, 2), num_heads=(1, 2), strides=(4, 2), out_indices=(1, )), "
         "neck=dict(type='GlobalAveragePooling'))\n")
     out = str(tmp_path / 'tiny.onnx')
-    argv = [str(cfg), '--shape', '64', '96', '--part', 'model', '--out', out]
-    assert pytorch2onnx.main(argv) == 0
-    printed = capsys.readouterr().out
-    assert 'max abs difference:' in printed and os.path.exists(out)
-    # an impossible tolerance must fail the check
-    assert pytorch2onnx.main(argv + ['--tolerance', '1e-30']) == 1
+    argv = [str(cfg), '--shape', '64', '96', '--part', 'model', '--out', out,
+            '--tolerance', '1e-30']
+    # an impossible tolerance must fail the check (the passing side is the
+    # test above, with the same check_onnx)
+    assert pytorch2onnx.main(argv) == 1
+    printed = capsys.readouterr()
+    assert 'max abs difference:' in printed.out and os.path.exists(out)
+    assert 'differs from PyTorch' in printed.err

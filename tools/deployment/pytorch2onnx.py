@@ -59,7 +59,8 @@ def check_onnx(module: nn.Module, x: torch.Tensor, out: str,
 
     Returns:
         ``max_abs`` (the largest difference over all outputs), ``per_output``
-        (one per output), ``export_s`` and ``out``.
+        (one per output), ``max_rel`` (``max_abs`` over the largest output
+        magnitude), ``export_s`` and ``out``.
     """
     import onnxruntime as ort
 
@@ -78,7 +79,9 @@ def check_onnx(module: nn.Module, x: torch.Tensor, out: str,
     if len(outs) != len(ref):
         raise RuntimeError(f'onnxruntime returned {len(outs)} outputs, PyTorch {len(ref)}')
     diffs = [float(np.abs(o - r.float().numpy()).max()) for o, r in zip(outs, ref)]
-    return dict(max_abs=max(diffs), per_output=diffs, export_s=export_s, out=out)
+    scale = max(float(r.abs().max()) for r in ref)
+    return dict(max_abs=max(diffs), per_output=diffs, max_rel=max(diffs) / max(scale, 1e-30),
+                export_s=export_s, out=out)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -120,7 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f'in {res["export_s"]:.1f} s')
     print('max abs difference per output: ' +
           ', '.join(f'{d:.3g}' for d in res['per_output']))
-    print(f'max abs difference: {res["max_abs"]:.3g} (tolerance {args.tolerance:g})')
+    print(f'max abs difference: {res["max_abs"]:.3g} (tolerance {args.tolerance:g}; '
+          f'relative to the largest output {res["max_rel"]:.3g})')
     if not res['max_abs'] <= args.tolerance:
         print(f'error: onnxruntime differs from PyTorch by {res["max_abs"]:.3g} > '
               f'{args.tolerance:g}', file=sys.stderr)
