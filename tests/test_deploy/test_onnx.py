@@ -56,3 +56,15 @@ def test_cli_exits_nonzero_above_the_tolerance(tmp_path, capsys):
     printed = capsys.readouterr()
     assert 'max abs difference:' in printed.out and os.path.exists(out)
     assert 'differs from PyTorch' in printed.err
+
+
+def test_gpu_check_says_why_it_skips_onnx_without_the_cuda_provider():
+    import onnxruntime as ort
+
+    from mmltm.analysis import gpu_check
+    if 'CUDAExecutionProvider' in ort.get_available_providers():
+        pytest.skip('onnxruntime-gpu is installed here')
+    row = gpu_check.onnx_row()
+    assert 'CUDAExecutionProvider' in row['skipped']
+    text = gpu_check.report([], None, None, header='h', onnx=row)
+    assert 'ONNX check on onnxruntime-gpu: skipped' in text
