@@ -11,12 +11,16 @@ from.
 
 Everything that depends only on ``(h, w, h', w')`` (the cell of each token,
 each cell's anchor token, the neighbouring cells a token may join, the
-uniform weights, the CSR layout of the compiled kernels) is computed once,
-on the host, with plain integer arithmetic, and kept in a :class:`GridPlan`
-per ``(h, w, h', w', device)``. The forward passes only index with these
-tensors: no data-dependent shapes, no ``bincount`` or boolean indexing in
-the traced region, and the plan (not the identity of a tensor) tells the
-code that an assignment is the grid's.
+uniform weights, the CSR layout of the compiled kernels) is computed once
+with integer torch ops whose shapes follow from the four sizes alone, and
+kept in a :class:`GridPlan` per ``(h, w, h', w', device)``. The forward
+passes only index with these tensors: no data-dependent shapes, no
+``bincount`` or boolean indexing, and the plan (not the identity of a
+tensor) tells the code that an assignment is the grid's. Inside a
+``torch.compile`` trace the same construction is traced into the graph
+instead of read from the cache (so the graph has no break and no guard on
+the cache); ``torch.export`` (non-strict) reads the cache, and exported
+graphs hold the plans as constants.
 """
 import math
 from dataclasses import dataclass
