@@ -148,8 +148,14 @@ def _build_plan(h: int, w: int, hh: int, ww: int, device: torch.device) -> Dict[
         return torch.arange(n, device=device, dtype=torch.long)
 
     def where_false(flags: torch.Tensor, count: int) -> torch.Tensor:
-        # positions of the False entries in increasing order; ``count`` of them
-        return torch.sort(flags.long(), stable=True).indices[:count]
+        # positions of the 0 entries in increasing order; ``count`` of them
+        return torch.sort(flags, stable=True).indices[:count]
+
+    def marked(index: torch.Tensor) -> torch.Tensor:
+        # 1 at ``index``, 0 elsewhere (scatter, not index_fill with a Python
+        # scalar, which torch.jit's tracer, i.e. the FLOP counter, rejects)
+        return torch.zeros(N, dtype=torch.long, device=device).scatter(
+            0, index, torch.ones_like(index))
 
     N, K = h * w, hh * ww
     rows, cols = arange(h) * hh // h, arange(w) * ww // w
@@ -164,8 +170,7 @@ def _build_plan(h: int, w: int, hh: int, ww: int, device: torch.device) -> Dict[
     anchor_r = row_start + (row_size - 1) // 2
     anchor_c = col_start + (col_size - 1) // 2
     anchor = (anchor_r[:, None] * w + anchor_c[None, :]).reshape(-1)
-    is_anchor = torch.zeros(N, dtype=torch.bool, device=device).index_fill(0, anchor, True)
-    movable = where_false(is_anchor, N - K)
+    movable = where_false(marked(anchor), N - K)
     own = cell.index_select(0, movable)
     mr, mc = own // ww, own % ww
     cand, valid = [], []
@@ -177,8 +182,7 @@ def _build_plan(h: int, w: int, hh: int, ww: int, device: torch.device) -> Dict[
     order = torch.sort(cell, stable=True).indices
     ptr = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes, 0)])
     # in cell order the first member of cell k sits at ptr[k]
-    is_first = torch.zeros(N, dtype=torch.bool, device=device).index_fill(0, ptr[:-1], True)
-    rest_pos = where_false(is_first, N - K)
+    rest_pos = where_false(marked(ptr[:-1]), N - K)
     return dict(
         cell=cell, uniform_weight=(1.0 / sizes.index_select(0, cell).double()).float(),
         anchor=anchor, movable=movable,
