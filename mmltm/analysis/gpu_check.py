@@ -11,12 +11,16 @@ On a CUDA machine it prints, as markdown:
 4. a 20-iteration toy Mask R-CNN (LTM-Swin-T) training under AMP through
    ``tools/train.py --amp``, with its last logged loss;
 5. the ``torch.compile`` graph count and graph breaks of the LTM-Swin-T
-   backbone (``torch._dynamo.explain``) and its compiled vs eager latency.
+   backbone (``torch._dynamo.explain``) and its compiled vs eager latency;
+6. the ONNX check of the LTM-Swin-T backbone at 224² on onnxruntime's CUDA
+   provider (``onnxruntime-gpu``, e.g. ``pip install onnxruntime-gpu==1.31.1``;
+   the registry lists it, it is not in the test requirements); without that
+   provider it says so and skips the item.
 
 On a machine without CUDA it exits with status 2 and says so, before
 building anything. Run from the repository root::
 
-    bash tools/misc/gpu_check.sh [--runs 20] [--skip-train] [--skip-compile]
+    bash tools/misc/gpu_check.sh [--runs 20] [--skip-train] [--skip-compile] [--skip-onnx]
 """
 import argparse
 import os
@@ -165,6 +169,36 @@ def compile_row(case: Sequence = LATENCY_CASES[0], runs: int = 20, warmup: int =
                 ratio=res['latency_ratio'], seconds=time.perf_counter() - t0)
 
 
+def onnx_row(config: str = LATENCY_CASES[0][1], hw=(224, 224),
+             out: str = 'work_dirs/gpu_check_ltm_swin_t.onnx') -> Dict:
+    """Item 6: export the backbone of ``config`` (on the CPU, the reference
+    ops), run it with onnxruntime's CUDA provider, compare with PyTorch on
+    the CPU. Returns ``max_abs`` and ``export_s``, or ``skipped`` with why."""
+    import numpy as np
+    import torch
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        return dict(skipped=f'onnxruntime is not installed ({err})')
+    if 'CUDAExecutionProvider' not in ort.get_available_providers():
+        return dict(skipped='onnxruntime has no CUDAExecutionProvider here (install '
+                    'onnxruntime-gpu instead of onnxruntime)')
+    from mmltm.ops import fused
+    model = _backbone(config, 'cpu')
+    x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(0))
+    os.makedirs(os.path.dirname(os.path.join(REPO, out)), exist_ok=True)
+    t0 = time.perf_counter()
+    with torch.no_grad(), fused.fused_ops(False):
+        ref = model(x)
+        torch.onnx.export(model, (x, ), dynamo=True, opset_version=18).save(
+            os.path.join(REPO, out))
+    export_s = time.perf_counter() - t0
+    sess = ort.InferenceSession(os.path.join(REPO, out), providers=['CUDAExecutionProvider'])
+    outs = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    return dict(max_abs=max(float(np.abs(o - r.numpy()).max()) for o, r in zip(outs, ref)),
+                export_s=export_s, size=f'{hw[0]}x{hw[1]}')
+
+
 def device_line() -> str:
     """The GPU, torch and CUDA versions, and how latency was measured."""
     import torch
@@ -175,7 +209,7 @@ def device_line() -> str:
 
 
 def report(latency: List[Dict], train: Optional[Dict], compiled: Optional[Dict],
-           header: Optional[str] = None) -> str:
+           header: Optional[str] = None, onnx: Optional[Dict] = None) -> str:
     """The printed markdown (``header``: default :func:`device_line`)."""
     from .tables import fmt_mb, md_table
     out = [device_line() if header is None else header, '']
@@ -198,6 +232,13 @@ def report(latency: List[Dict], train: Optional[Dict], compiled: Optional[Dict],
                 f"{compiled['breaks']} graph breaks; compiled {compiled['compiled_ms']:.2f} ms vs "
                 f"eager {compiled['eager_ms']:.2f} ms (ratio {compiled['ratio']:.3f}; "
                 f"compile + timing {compiled['seconds']:.0f} s)"]
+    if onnx is not None:
+        if 'skipped' in onnx:
+            out += ['', f"ONNX check on onnxruntime-gpu: skipped: {onnx['skipped']}"]
+        else:
+            out += ['', f"ONNX (dynamo exporter, opset 18), LTM-Swin-T backbone "
+                    f"{onnx['size']} on onnxruntime CUDA vs PyTorch CPU: max abs "
+                    f"{onnx['max_abs']:.3g} (export {onnx['export_s']:.0f} s)"]
     return '\n'.join(out)
 
 
@@ -207,6 +248,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--warmup', type=int, default=5, help='untimed rounds per case')
     p.add_argument('--skip-train', action='store_true', help='no toy AMP training')
     p.add_argument('--skip-compile', action='store_true', help='no torch.compile check')
+    p.add_argument('--skip-onnx', action='store_true', help='no ONNX check')
     args = p.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         p.error(f'--runs {args.runs} must be >= 1 and --warmup {args.warmup} >= 0')
@@ -222,7 +264,8 @@ def main(argv=None) -> int:
     latency = latency_rows(runs=args.runs, warmup=args.warmup)
     train = None if args.skip_train else toy_training()
     compiled = None if args.skip_compile else compile_row(runs=args.runs)
-    print(report(latency, train, compiled))
+    onnx = None if args.skip_onnx else onnx_row()
+    print(report(latency, train, compiled, onnx=onnx))
     return 0 if train is None or train['returncode'] == 0 else 1
 
 

@@ -11,18 +11,21 @@ from.
 
 Everything that depends only on ``(h, w, h', w')`` (the cell of each token,
 each cell's anchor token, the neighbouring cells a token may join, the
-uniform weights, the CSR layout of the compiled kernels) is computed once,
-on the host, with plain integer arithmetic, and kept in a :class:`GridPlan`
-per ``(h, w, h', w', device)``. The forward passes only index with these
-tensors: no data-dependent shapes, no ``bincount`` or boolean indexing in
-the traced region, and the plan (not the identity of a tensor) tells the
-code that an assignment is the grid's.
+uniform weights, the CSR layout of the compiled kernels) is computed once
+with integer torch ops whose shapes follow from the four sizes alone, and
+kept in a :class:`GridPlan` per ``(h, w, h', w', device)``. The forward
+passes only index with these tensors: no data-dependent shapes, no
+``bincount`` or boolean indexing, and the plan (not the identity of a
+tensor) tells the code that an assignment is the grid's. Inside a
+``torch.compile`` trace the same construction is traced into the graph
+instead of read from the cache (so the graph has no break and no guard on
+the cache); ``torch.export`` (non-strict) reads the cache, and exported
+graphs hold the plans as constants.
 """
 import math
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-import numpy as np
 import torch
 
 __all__ = ['check_compression_ratio', 'plan_merge_grid', 'GridPlan', 'get_grid_plan']
@@ -62,23 +65,27 @@ def plan_merge_grid(h: int, w: int, ratio: float) -> Tuple[int, int]:
     if h < 1 or w < 1:
         raise ValueError(f'token grid must be at least 1x1, got {h}x{w}')
     key = (h, w, float(ratio))
-    if key not in _MERGED_GRIDS:
-        check_compression_ratio(ratio)
-        target = math.ceil(ratio * h * w - 1e-9)
-        side = math.sqrt(ratio) * h
-        candidates = [(h, w)]
-        for hh in sorted({max(1, min(h, math.floor(side))), max(1, min(h, math.ceil(side)))}):
-            ww = max(1, math.ceil(target / hh))
-            if ww <= w:
-                candidates.append((hh, ww))
-        _MERGED_GRIDS[key] = min(
-            candidates, key=lambda c: (c[0] * c[1], abs(c[0] / h - c[1] / w), -c[0]))
-    return _MERGED_GRIDS[key]
-
-
-def _axis_split(n: int, m: int) -> np.ndarray:
-    """Merged index of each of ``n`` positions split into ``m`` even runs."""
-    return np.arange(n) * m // n
+    found = _MERGED_GRIDS.get(key)
+    if found is not None:
+        return found
+    check_compression_ratio(ratio)
+    target = math.ceil(ratio * h * w - 1e-9)
+    side = math.sqrt(ratio) * h
+    candidates = [(h, w)]
+    for hh in sorted({max(1, min(h, math.floor(side))), max(1, min(h, math.ceil(side)))}):
+        ww = max(1, math.ceil(target / hh))
+        if ww <= w:
+            candidates.append((hh, ww))
+    # the tie-break as an explicit loop (no ``min(key=...)``: dynamo does
+    # not trace a tuple-valued key)
+    best, best_key = None, None
+    for hh, ww in candidates:
+        rank = (hh * ww, abs(hh / h - ww / w), -hh)
+        if best_key is None or rank < best_key:
+            best, best_key = (hh, ww), rank
+    if not torch.compiler.is_dynamo_compiling():  # no side effect in a traced frame
+        _MERGED_GRIDS[key] = best
+    return best
 
 
 @dataclass(frozen=True)
@@ -132,37 +139,57 @@ class GridPlan:
         return self.grid == self.merged_grid
 
 
-def _build_plan(h: int, w: int, hh: int, ww: int) -> Dict[str, np.ndarray]:
-    rows, cols = _axis_split(h, hh), _axis_split(w, ww)
+def _build_plan(h: int, w: int, hh: int, ww: int, device: torch.device) -> Dict[str, torch.Tensor]:
+    """The plan's tensors, with torch ops whose shapes follow from the four
+    ints alone (no ``bincount``, ``nonzero`` or boolean indexing), so that
+    the same code runs eagerly (once, cached) and inside a ``torch.compile``
+    trace (where it becomes part of the graph)."""
+    def arange(n: int) -> torch.Tensor:
+        return torch.arange(n, device=device, dtype=torch.long)
+
+    def where_false(flags: torch.Tensor, count: int) -> torch.Tensor:
+        # positions of the 0 entries in increasing order; ``count`` of them
+        return torch.sort(flags, stable=True).indices[:count]
+
+    def marked(index: torch.Tensor) -> torch.Tensor:
+        # 1 at ``index``, 0 elsewhere (scatter, not index_fill with a Python
+        # scalar, which torch.jit's tracer, i.e. the FLOP counter, rejects)
+        return torch.zeros(N, dtype=torch.long, device=device).scatter(
+            0, index, torch.ones_like(index))
+
+    N, K = h * w, hh * ww
+    rows, cols = arange(h) * hh // h, arange(w) * ww // w
     cell = (rows[:, None] * ww + cols[None, :]).reshape(-1)
-    row_size, col_size = np.bincount(rows, minlength=hh), np.bincount(cols, minlength=ww)
-    row_start = np.concatenate([[0], np.cumsum(row_size)[:-1]])
-    col_start = np.concatenate([[0], np.cumsum(col_size)[:-1]])
+    # merged row k covers input rows ceil(k h / h') .. ceil((k + 1) h / h') - 1
+    row_edge = (arange(hh + 1) * h + hh - 1) // hh
+    col_edge = (arange(ww + 1) * w + ww - 1) // ww
+    row_start, row_size = row_edge[:-1], row_edge[1:] - row_edge[:-1]
+    col_start, col_size = col_edge[:-1], col_edge[1:] - col_edge[:-1]
     sizes = (row_size[:, None] * col_size[None, :]).reshape(-1)
     # anchor of cell (r, c): its central token (upper-left of the centre)
     anchor_r = row_start + (row_size - 1) // 2
     anchor_c = col_start + (col_size - 1) // 2
     anchor = (anchor_r[:, None] * w + anchor_c[None, :]).reshape(-1)
-    is_anchor = np.zeros(h * w, dtype=bool)
-    is_anchor[anchor] = True
-    movable = np.flatnonzero(~is_anchor)
-    mr, mc = cell[movable] // ww, cell[movable] % ww
+    movable = where_false(marked(anchor), N - K)
+    own = cell.index_select(0, movable)
+    mr, mc = own // ww, own % ww
     cand, valid = [], []
     for di, dj in NEIGHBOUR_OFFSETS:
         r, c = mr + di, mc + dj
         ok = (r >= 0) & (r < hh) & (c >= 0) & (c < ww)
-        cand.append(np.where(ok, r * ww + c, cell[movable]))
+        cand.append(torch.where(ok, r * ww + c, own))
         valid.append(ok)
-    order = np.argsort(cell, kind='stable')
-    ptr = np.concatenate([[0], np.cumsum(sizes)])
-    rank = np.arange(h * w) - ptr[:-1][cell[order]]
+    order = torch.sort(cell, stable=True).indices
+    ptr = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes, 0)])
+    # in cell order the first member of cell k sits at ptr[k]
+    rest_pos = where_false(marked(ptr[:-1]), N - K)
     return dict(
-        cell=cell, uniform_weight=(1.0 / sizes[cell]).astype(np.float32),
+        cell=cell, uniform_weight=(1.0 / sizes.index_select(0, cell).double()).float(),
         anchor=anchor, movable=movable,
-        candidates=np.stack(cand, 1).reshape(-1, len(NEIGHBOUR_OFFSETS)),
-        candidate_valid=np.stack(valid, 1).reshape(-1, len(NEIGHBOUR_OFFSETS)),
-        cell_ptr=ptr, cell_tokens=order, first=order[rank == 0],
-        rest=order[rank > 0], rest_cell=cell[order][rank > 0])
+        candidates=torch.stack(cand, 1), candidate_valid=torch.stack(valid, 1),
+        cell_ptr=ptr, cell_tokens=order, first=order.index_select(0, ptr[:-1]),
+        rest=order.index_select(0, rest_pos),
+        rest_cell=cell.index_select(0, order.index_select(0, rest_pos)))
 
 
 _PLANS: Dict[Tuple[int, int, int, int, str], GridPlan] = {}
@@ -180,12 +207,14 @@ def get_grid_plan(grid: Tuple[int, int], merged_grid: Tuple[int, int],
     if not (1 <= hh <= h and 1 <= ww <= w):
         raise ValueError(f'merged grid {hh}x{ww} must fit in the token grid {h}x{w}')
     device = torch.device(device if device is not None else 'cpu')
+    if torch.compiler.is_dynamo_compiling():
+        # inside a torch.compile trace: build the plan in the graph (static
+        # shapes, a few dozen small ops) rather than through the host cache,
+        # whose dict mutation and lookups would break or guard the graph
+        return GridPlan(grid=(h, w), merged_grid=(hh, ww), **_build_plan(h, w, hh, ww, device))
     key = (h, w, hh, ww, str(device))
     plan = _PLANS.get(key)
     if plan is None:
-        arrays = _build_plan(h, w, hh, ww)
-        tensors = {name: torch.from_numpy(np.ascontiguousarray(a)).to(
-            device, torch.long if a.dtype.kind in 'iu' else None)
-            for name, a in arrays.items()}
-        plan = _PLANS[key] = GridPlan(grid=(h, w), merged_grid=(hh, ww), **tensors)
+        plan = _PLANS[key] = GridPlan(grid=(h, w), merged_grid=(hh, ww),
+                                      **_build_plan(h, w, hh, ww, device))
     return plan

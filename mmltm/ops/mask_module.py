@@ -239,7 +239,7 @@ class TokenMerger(_MaskModule):
         if fused.can_fuse([z] if prev is None else [z, prev.weight],
                           [self.proj, self.log_step]):
             assign, weight, merged = fused.ltm_mask_and_merge(
-                z, self.features(z, normalise=False), prev, plan, float(self.step))
+                z, self.features(z, normalise=False), prev, plan, self.step)
             return MergeMask(assign, weight, K, plan.grid, plan.merged_grid, plan), merged
         with torch.autocast(device_type=z.device.type, enabled=False):
             f = self.features(z)
@@ -284,7 +284,7 @@ class GridTokenMerger(_MaskModule):
         if fused.can_fuse([z] if prev is None else [z, prev.weight], [self.log_step]):
             weight, merged = fused.mask_and_merge(
                 z, None if prev is None else prev.weight, plan.cell_ptr, plan.cell_tokens,
-                float(self.step))
+                self.step)
             return MergeMask(plan.cell, weight, plan.num_merged, plan.grid,
                              plan.merged_grid, plan), merged
         with torch.autocast(device_type=z.device.type, enabled=False):

@@ -31,7 +31,9 @@ and the model of ``--baseline``:
 of the mask module + merge and of unmerge + residual add against the FFN time
 they save, per grid, and an estimate of the best latency ratio merging can
 reach: the baseline's time share in the parts that run on merged tokens,
-measured inside whole forwards (``mmltm.analysis.overhead.merging_bound``). ``--kernels off``
+measured inside whole forwards (``mmltm.analysis.overhead.merging_bound``). ``--compile`` times both
+models under ``torch.compile`` (compilation happens in the warm-up runs,
+so give ``--warmup`` >= 1). ``--kernels off``
 runs the LTM mask module in its PyTorch reference code instead of mmltm's
 compiled CPU kernels.
 
@@ -86,6 +88,9 @@ def parse_args(argv=None):
     parser.add_argument('--kernels', choices=['auto', 'off'], default='auto',
                         help="auto: mmltm's compiled CPU kernels where they apply; off: "
                         'the PyTorch reference code only (MMLTM_FUSED_OPS=0)')
+    parser.add_argument('--compile', action='store_true',
+                        help='time both models under torch.compile (default inductor; the '
+                        'warm-up runs compile; FLOPs and memory are of the eager models)')
     parser.add_argument('--out-json', help='write all measurements to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of both configs, key=value')
@@ -97,6 +102,12 @@ def parse_args(argv=None):
     return args
 
 
+def compile_wrap():
+    """``torch.compile`` as the ``wrap`` of :func:`run_benchmark`."""
+    import torch
+    return torch.compile
+
+
 def main(argv=None) -> Optional[Dict]:
     args = parse_args(argv)
     for s in args.sizes or ():
@@ -105,7 +116,8 @@ def main(argv=None) -> Optional[Dict]:
         args.config, args.baseline, sizes=args.sizes, batches=args.batch, runs=args.runs,
         warmup=args.warmup, threads=args.threads, part=args.part, device=args.device,
         timer=args.timer, memory=args.memory, fix_proposals=args.fix_proposals,
-        overhead=args.overhead, kernels=args.kernels, cfg_options=args.cfg_options)
+        overhead=args.overhead, kernels=args.kernels, cfg_options=args.cfg_options,
+        wrap=compile_wrap() if args.compile else None)
     print()
     print(benchmark_report(result))
     if args.out_json:

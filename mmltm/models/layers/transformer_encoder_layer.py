@@ -14,6 +14,7 @@ merge the layer runs mmpretrain's own forward.
 """
 from typing import Callable, Iterable, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
@@ -64,3 +65,6 @@ def convert_encoder_layers(layers: Iterable[nn.Module],
     :func:`~mmltm.models.layers.token_merger_factory`)."""
     for layer in layers:
         LTMTransformerEncoderLayer.from_block(layer, make_merger(layer.embed_dims))
+        for module in layer.modules():  # mmpretrain's np.linspace gives numpy
+            if isinstance(getattr(module, 'drop_prob', None), np.floating):  # drop rates,
+                module.drop_prob = float(module.drop_prob)  # a graph break in dynamo
