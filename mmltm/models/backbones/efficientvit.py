@@ -51,6 +51,16 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmltm.registry import register_model
 
 
+
+def _check_residual(name: str, residual: bool, stride: int, in_channels: int,
+                    out_channels: int) -> bool:
+    """``residual``, or a ``ValueError`` where the shortcut cannot apply."""
+    if residual and (stride != 1 or in_channels != out_channels):
+        raise ValueError(f'a residual {name} needs stride 1 and in_channels == out_channels, '
+                         f'got stride={stride}, {in_channels} -> {out_channels}')
+    return residual
+
+
 class DSConv(BaseModule):
     """Depthwise-separable conv: kxk depthwise (norm, act) + 1x1 (norm).
 
@@ -72,11 +82,8 @@ class DSConv(BaseModule):
                  act_cfg: dict = dict(type='HSwish'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if residual and (stride != 1 or in_channels != out_channels):
-            raise ValueError('a residual DSConv needs stride 1 and '
-                             f'in_channels == out_channels, got stride={stride}, '
-                             f'{in_channels} -> {out_channels}')
-        self.residual = residual
+        self.residual = _check_residual('DSConv', residual, stride, in_channels,
+                                        out_channels)
         self.depth_conv = ConvModule(
             in_channels, in_channels, kernel_size, stride=stride,
             padding=kernel_size // 2, groups=in_channels,
@@ -116,11 +123,8 @@ class MBConv(BaseModule):
                  act_cfg: dict = dict(type='HSwish'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if residual and (stride != 1 or in_channels != out_channels):
-            raise ValueError('a residual MBConv needs stride 1 and '
-                             f'in_channels == out_channels, got stride={stride}, '
-                             f'{in_channels} -> {out_channels}')
-        self.residual = residual
+        self.residual = _check_residual('MBConv', residual, stride, in_channels,
+                                        out_channels)
         mid = round(in_channels * expand_ratio)
         inner_norm = None if fewer_norm else norm_cfg
         self.inverted_conv = ConvModule(
