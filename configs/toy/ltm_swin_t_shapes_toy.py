@@ -33,72 +33,33 @@ model = dict(
         num_input_clusters=_num_classes))
 data_preprocessor = dict(num_classes=_num_classes)
 
-_dataset = dict(
-    type='ToyImageNet',
-    toy_set='shapes',
-    data_root='data/toy/shapes',
-    metainfo=dict(classes=_classes))
-train_dataloader = dict(
-    batch_size=32,
-    dataset=dict(
-        **_dataset,
-        split='train',
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(
-                type='RandomResizedCrop',
-                scale=_img_size,
-                crop_ratio_range=(0.6, 1.0),
-                backend='pillow',
-                interpolation='bicubic'),
-            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-            dict(type='PackInputs'),
-        ]))
-val_dataloader = dict(
-    batch_size=64,
-    dataset=dict(
-        **_dataset,
-        split='val',
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(
-                type='ResizeEdge',
-                scale=_img_size * 8 // 7,
-                edge='short',
-                backend='pillow',
-                interpolation='bicubic'),
-            dict(type='CenterCrop', crop_size=_img_size),
-            dict(type='PackInputs'),
-        ]))
-test_dataloader = val_dataloader
 
-custom_hooks = [
-    dict(
-        type='IBClusterHook',
-        warmup_ratio=0.3,
-        interval=1,
-        num_input_samples=768,
-        input_kmeans_iters=20,
-        output_kmeans_iters=20,
-        batch_size=64)
-]
+def _on_shapes(loader, batch_size):
+    """The base's toy ImageNet ``loader`` on the shapes set at ``_img_size``
+    (the same pipeline steps; only sizes, crop range and data change)."""
+    import copy
+    loader = copy.deepcopy(loader)
+    loader['batch_size'] = batch_size
+    loader['dataset'].update(toy_set='shapes', data_root='data/toy/shapes',
+                             metainfo=dict(classes=_classes))
+    sizes = dict(RandomResizedCrop=dict(scale=_img_size, crop_ratio_range=(0.6, 1.0)),
+                 ResizeEdge=dict(scale=_img_size * 8 // 7),
+                 CenterCrop=dict(crop_size=_img_size))
+    for step in loader['dataset']['pipeline']:
+        step.update(sizes.get(step['type'], {}))
+    return loader
+
+
+train_dataloader = _on_shapes(_base_['train_dataloader'], 32)
+val_dataloader = _on_shapes(_base_['val_dataloader'], 64)
+test_dataloader = val_dataloader
+# the base's IB hook, clustering all 768 train images
+custom_hooks = [dict(_base_['custom_hooks'][0], num_input_samples=768, batch_size=64)]
 train_cfg = dict(max_epochs=_max_epochs, val_interval=_max_epochs)
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=0.01,
-        by_epoch=True,
-        end=1,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=1,
-        end=_max_epochs,
-        convert_to_iter_based=True)
-]
+# the base's warm-up + cosine, ending at this schedule's last epoch
+param_scheduler = [dict(_base_['param_scheduler'][0]),
+                   dict(_base_['param_scheduler'][1], end=_max_epochs)]
 default_hooks = dict(
     logger=dict(interval=24),
     checkpoint=dict(interval=_max_epochs, max_keep_ckpts=1))
-del _classes, _num_classes, _img_size, _max_epochs, _dataset
+del _classes, _num_classes, _img_size, _max_epochs
