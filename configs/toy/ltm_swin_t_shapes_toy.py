@@ -4,8 +4,8 @@
 # the class; 768 train / 480 val images of 64x64, generated on first use by
 # the ToyImageNet dataset). The 4-class toy ImageNet saturates at 100 % top-1
 # for every variant; on this set the toy Swin-T baseline
-# (./swin_t_shapes_toy.py) ends between 60 % and 90 %, so merging choices
-# can show (measured figures: README).
+# (./swin_t_shapes_toy.py) ends at 67.4 +- 1.1 % (3 seeds), not saturated;
+# uniform pooling at ratio 0.25 is not clearly worse here (README).
 #
 # = ./ltm_swin_t_in1k_toy.py (model, IB objective, optimizer, toy recipe)
 # with the shapes data and a schedule sized for it:
