@@ -91,7 +91,7 @@ import torch.nn.functional as F
 
 from . import fused
 from .grid_plan import GridPlan, check_compression_ratio, get_grid_plan, plan_merge_grid
-from .merge_mask import MergeMask, _flat_index, cell_sum, merge_tokens
+from .merge_mask import MergeMask, cell_sum, merge_tokens, unmerge_tokens
 
 __all__ = ['TokenMerger', 'GridTokenMerger', 'MAX_STEP']
 
@@ -126,11 +126,9 @@ def segment_softmax_weights(score: torch.Tensor, eta: torch.Tensor, mask_like: M
     e = torch.exp(eta * (score - 1.0))
     if prior is not None:
         e = e * prior
-    denom = cell_sum(e.unsqueeze(-1), mask_like).squeeze(-1)  # (B, N')
-    if mask_like.per_sample:
-        return e / denom.reshape(-1).index_select(
-            0, _flat_index(mask_like.assign, denom.shape[1])).view_as(e)
-    return e / denom.index_select(1, mask_like.assign)
+    # each token's group total: the cell sums unmerged back to the tokens
+    denom = cell_sum(e.unsqueeze(-1), mask_like)  # (B, N', 1)
+    return e / unmerge_tokens(denom, mask_like).squeeze(-1)
 
 
 class _MaskModule(nn.Module):
