@@ -1,0 +1,71 @@
+"""How image-dependent a backbone's merging is: figures per merging block.
+
+For a batch of two images, :func:`assignment_stats` runs an LTM backbone
+with its masks recorded and reports, for every block that merged:
+
+* ``changed``: the share of tokens whose merged token (their largest entry
+  in G) differs between image 0 and image 1: 0 for any image-independent
+  mask (the fixed grid), the figure issue 12 asks to be >= 10 %;
+* ``crossed``: the share of tokens (both images) that joined a merged token
+  other than their fixed grid cell's, i.e. the tokens a learned mask moved
+  across the old cell borders (0 for ``merge_mode='grid'``; None for masks
+  without a grid plan, e.g. ToMe's).
+
+MobileViT's masks hold P patch sequences per image, image-major; the shares
+are over all of them.
+"""
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+from .visualization import recorded_merge_masks
+
+__all__ = ['assignment_stats', 'format_assignment_stats']
+
+
+def _share(flags: torch.Tensor) -> float:
+    return flags.float().mean().item()
+
+
+def assignment_stats(backbone: nn.Module, inputs: torch.Tensor) -> List[Dict]:
+    """Per merging block of ``backbone``: ``stage``, ``block``, ``grid``,
+    ``merged_grid``, ``changed`` and ``crossed`` (see the module docstring).
+
+    Args:
+        backbone: an LTM backbone (it is put in eval mode).
+        inputs: a pre-processed batch of exactly two images ``(2, 3, H, W)``.
+
+    Raises:
+        ValueError: when ``inputs`` does not hold two images.
+    """
+    if inputs.dim() != 4 or inputs.shape[0] != 2:
+        raise ValueError(f'inputs of shape {tuple(inputs.shape)}: expected two images '
+                         f'(2, 3, H, W), the pair whose assignments are compared')
+    backbone.eval()
+    rows = []
+    for stage, masks in enumerate(recorded_merge_masks(backbone, inputs)):
+        for block, mask in enumerate(masks):
+            if mask is None:
+                continue
+            assign = mask.batched_assign()
+            pair = assign.reshape(2, -1)
+            crossed: Optional[float] = None
+            if mask.plan is not None:
+                crossed = _share(assign != mask.plan.cell.to(assign.device))
+            rows.append(dict(stage=stage, block=block, grid=tuple(mask.grid),
+                             merged_grid=tuple(mask.merged_grid),
+                             changed=_share(pair[0] != pair[1]), crossed=crossed))
+    return rows
+
+
+def format_assignment_stats(rows: List[Dict]) -> str:
+    """A markdown table of :func:`assignment_stats`' rows."""
+    lines = ['| stage | block | grid -> merged | changed between the images | '
+             'crossed the fixed cells |', '|---|---|---|---|---|']
+    for r in rows:
+        crossed = '-' if r['crossed'] is None else f"{r['crossed']:.1%}"
+        lines.append(f"| {r['stage']} | {r['block']} | {r['grid'][0]}x{r['grid'][1]} -> "
+                     f"{r['merged_grid'][0]}x{r['merged_grid'][1]} | {r['changed']:.1%} | "
+                     f'{crossed} |')
+    return '\n'.join(lines)
