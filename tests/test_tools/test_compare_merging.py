@@ -39,12 +39,26 @@ def test_summary_gives_mean_std_and_checks_the_known_worse_model():
     assert 'does NOT discriminate' in text
     assert "ltm beats by more than one std: ['grid']" in text
     results[-1]['value'] = 0.40
-    assert ': discriminates' in compare.summarise(results, ['det'], ['baseline', 'pool25'])
+    assert 'det: pool25 0.450 vs baseline 0.520 - 2 std = 0.480: discriminates' in \
+        compare.summarise(results, ['det'], ['baseline', 'pool25'])
+    # the stage-scope known-worse model is checked too, and never counted as a rival of ltm
+    results += _results('det', 'pool25_stage', [0.49, 0.50, 0.51])
+    text = compare.summarise(results, ['det'], ['baseline', 'ltm', 'grid', 'pool25_stage'])
+    assert 'det: pool25_stage 0.500 vs baseline 0.520 - 2 std = 0.480: does NOT discriminate' in text
+    assert "(of ['grid'])" in text
 
 
 def test_variants_only_change_the_backbone_and_use_the_configs_that_exist():
     for task, spec in compare.TASKS.items():
         assert osp.exists(osp.join(REPO, spec['ltm'])) and osp.exists(osp.join(REPO, spec['baseline']))
-    for name, (config_key, options) in compare.VARIANTS.items():
+    for name, (config_key, _) in compare.VARIANTS.items():
         assert config_key in ('ltm', 'baseline')
-        assert all(o.startswith('model.backbone.') for o in options), name
+        for task in compare.TASKS:
+            options = compare.variant_options(task, name)
+            assert all(o.startswith('model.backbone.') for o in options), name
+            assert not any('{' in o for o in options), options  # every value filled in
+    # 'stage' runs at its task's equal-FLOPs ratio, the known-worse one at 0.25
+    assert 'model.backbone.compression_ratio=0.76' in compare.variant_options('det', 'ltm_stage')
+    assert 'model.backbone.compression_ratio=0.7' in compare.variant_options('cls', 'ltm_stage')
+    assert 'model.backbone.merge_scope=stage' in compare.variant_options('seg', 'pool25_stage')
+    assert 'model.backbone.compression_ratio=0.25' in compare.variant_options('seg', 'pool25_stage')
