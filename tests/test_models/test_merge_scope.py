@@ -335,3 +335,42 @@ def test_stage_default_flops_reproduce_the_paper(type_, kwargs, ratio, paper):
     base = _model_flops(type_, kwargs, compression_ratio=1.0)
     stage = _model_flops(type_, kwargs, merge_scope='stage')
     assert abs(stage / base - paper) <= 0.02
+
+
+def test_swin_stage_with_cp_gives_the_same_outputs_and_gradients():
+    x = _x()
+    results = []
+    for with_cp in (False, True):
+        model = _build('swin', compression_ratio=0.5, merge_scope='stage', with_cp=with_cp)
+        model.train()
+        outs = model(x.clone().requires_grad_(True))
+        sum(o.square().mean() for o in outs).backward()
+        results.append((outs, {n: p.grad for n, p in model.named_parameters()}))
+    (outs0, grads0), (outs1, grads1) = results
+    for a, b in zip(outs0, outs1):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert grads0.keys() == grads1.keys()
+    for name in grads0:
+        torch.testing.assert_close(grads0[name], grads1[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('name, mode', [('swin', 'grid'), ('vit', 'grid'), ('mobilevit', 'tome'),
+                                        ('mobilevit', 'grid'), ('efficientvit', 'grid')])
+def test_other_merge_modes_run_in_stage_scope(name, mode):
+    x = _x()
+    model = _build(name, compression_ratio=0.5, merge_scope='stage', merge_mode=mode)
+    base = _build(name, compression_ratio=1.0)
+    model.record_merge_masks(True)
+    with torch.no_grad():
+        outs, refs = model(x), base(x)
+    assert [o.shape for o in outs] == [r.shape for r in refs]
+    merged = [m for stage in model.last_merge_masks for m in stage if m is not None]
+    assert merged and all(m.num_merged < m.num_tokens for m in merged)
+    if mode == 'tome':  # no 2-D layout: the merged sequences are (1, N')
+        assert all(m.merged_grid == (1, m.num_merged) for m in merged)
+
+
+def test_efficientvit_still_rejects_tome_in_both_scopes():
+    for scope in MERGE_SCOPES:
+        with pytest.raises(ValueError, match=r"merge_mode='tome' is not supported by LTMEffic"):
+            LTMEfficientViT(arch='b0', merge_mode='tome', merge_scope=scope)

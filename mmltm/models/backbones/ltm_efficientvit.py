@@ -27,7 +27,8 @@ the positions of its cell, so the residual stream and every stage output
 keep the full resolution.
 
 Decisions (the paper leaves them open):
-  * Only the MBConv runs on merged tokens; LiteMLA (already linear in the
+  * ``merge_scope='ffn'`` (the default): only the MBConv runs on merged
+    tokens; LiteMLA (already linear in the
     pixel count) and the stride-2 MBConvs between stages run at full size.
   * The mask chains through the blocks of one stage (shared grid); each
     stage starts from the uniform mask.

@@ -25,7 +25,8 @@ Decisions (the paper leaves them open):
   * Each of the ``B * P`` sequences gets its own soft weights (they are
     batch entries for the mask module); all share the row/column-even cell
     layout of the ``n_h x n_w`` grid.
-  * Merging and unmerging happen inside every transformer layer, so the
+  * ``merge_scope='ffn'`` (the default): merging and unmerging happen
+    inside every transformer layer, so the
     sequence entering the fold, ``conv_proj`` and the fusion conv is the
     full ``N``-token one: the fold needs no extra step.
   * The mask chains through the layers of one ``MobileVitBlock`` (they share

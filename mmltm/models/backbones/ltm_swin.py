@@ -15,16 +15,17 @@ The LTM block (merge math in :mod:`mmltm.ops.token_merging`, equations
     out  = Z + unmerge_tokens(FFN(LN(X~)), G) # FFN on N' tokens, residual at full res
 
 Decisions for Swin the paper leaves open (see also the ops docstring):
-  * Window attention, its shift masks, relative position bias and
-    PatchMerging all need the full grid, so merging covers the FFN only and
-    the block returns the full ``(B, H*W, C)`` sequence: stage outputs are
-    ordinary maps for FPN/UperNet with no extra unmerge step.
+  * ``merge_scope='ffn'`` (the default): window attention, its shift
+    masks, relative position bias and PatchMerging run on the full grid,
+    merging covers the FFN only and the block returns the full
+    ``(B, H*W, C)`` sequence: stage outputs are ordinary maps for
+    FPN/UperNet with no extra unmerge step.
   * Merging is done on the whole (unpadded) H x W map of the stage, not per
     window: the FFN is token-wise, so cells may straddle window borders, and
     odd sizes need no padding.
-  * Masks chain from block to block inside a stage (the grid is shared); a
-    stage's first block starts from the uniform mask.
-  * Default ``compression_ratio`` (0.7 for T/S, 0.65 for B) is chosen to
+  * ``'ffn'``: masks chain from block to block inside a stage (the grid is
+    shared); a stage's first block starts from the uniform mask.
+  * Default ``'ffn'`` ``compression_ratio`` (0.7 for T/S, 0.65 for B) is chosen to
     reproduce the paper's FLOP ratios with mmengine's counter at 224x224
     (Swin-T 0.83x, paper 0.84x; Swin-B 0.79x, paper 0.78x). The paper's own
     value for Swin is not known.

@@ -14,7 +14,9 @@ to their mask modules and the same rule for the default
   LTM-EfficientViT 5 (stages 0-2 hold no LTM block: empty lists); LTM-
   MobileViT 5 (``layers[i]``; layers 0-1 hold none); LTM-ViT has no stages
   and one shared grid, so one list of all its layers.
-  ``sum(last_merge_masks, [])`` lines up with ``token_mergers``;
+  ``sum(last_merge_masks, [])`` lines up with ``token_mergers``. In
+  ``merge_scope='stage'`` only a stage's merging block has a mask there,
+  every other block ``None`` (:mod:`.merge_scope`);
 * the default ratio follows the *sizes*: a backbone built with the sizes of
   a preset (by ``arch``, or by giving the sizes alone) gets that preset's
   default ratio (:func:`match_preset`, :meth:`default_compression_ratio`),
