@@ -78,14 +78,10 @@ DEFAULT_COMPRESSION_RATIO = 0.55
 #: of Cai et al.'s classifier with mmengine's counter
 #: (tests/test_models/test_merge_scope.py): B1 @224 0.7 -> 0.852x (paper
 #: 0.846x; 0.65 -> 0.839x). At 288x288 the paper's 0.814x is met by 0.61
-#: (0.825x; 0.6 -> 0.788x, ratios 0.61-0.64 plan the same grids), which a
-#: 'stage' r288 config sets. B0/B2/B3 (not in the paper) take B1's value.
-DEFAULT_EFFICIENTVIT_STAGE_COMPRESSION_RATIOS: Dict[str, float] = {
-    'b0': 0.7,
-    'b1': 0.7,
-    'b2': 0.7,
-    'b3': 0.7,
-}
+#: (0.825x; 0.6 -> 0.788x, ratios 0.61-0.64 plan the same grids): pass
+#: ``compression_ratio=0.61`` there. B0/B2/B3 (not in the paper) take B1's value.
+DEFAULT_EFFICIENTVIT_STAGE_COMPRESSION_RATIOS: Dict[str, float] = dict.fromkeys(
+    ('b0', 'b1', 'b2', 'b3'), 0.7)
 DEFAULT_STAGE_COMPRESSION_RATIO = 0.7
 
 
@@ -108,30 +104,28 @@ class LTMEfficientViTBlock(LTMBlockMixin, EfficientViTBlock):
 
     def forward(self, x: torch.Tensor, prev: Optional[MergeMask] = None
                 ) -> Tuple[torch.Tensor, Optional[MergeMask]]:
-        z = x + self.attn(x)
-        hw = (int(z.shape[2]), int(z.shape[3]))
-        if self.token_merger.is_identity(hw):
-            return self.block_output(z + self.ffn(z), None)
-        tokens = map_to_tokens(z)
-        mask, merged = self.token_merger.merge(tokens, hw, prev)
-        merged = tokens_to_map(merged, mask.merged_grid)
-        delta = map_to_tokens(self.ffn(merged))
-        return self.block_output(z + tokens_to_map(unmerge_tokens(delta, mask), hw), mask)
+        return self._ltm_forward(x, None, prev, hand_on=False)
 
     def forward_merging(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None
                         ) -> Tuple[torch.Tensor, Optional[MergedStage]]:
         """``merge_scope='stage'``: the merged map ``Z~ + MBConv(Z~)``
         ``(B, C, h', w')`` and its :class:`MergedStage` (tokens), or the
         full-map block output and None when the map is too small to merge."""
+        return self._ltm_forward(x, hw, None, hand_on=True)
+
+    def _ltm_forward(self, x, hw, prev, hand_on):
         z = x + self.attn(x)
         hw = self._grid(z, hw)
         if self.token_merger.is_identity(hw):
             return self.block_output(z + self.ffn(z), None)
         tokens = map_to_tokens(z)
-        mask, merged = self.token_merger.merge(tokens, hw, None)
+        mask, merged = self.token_merger.merge(tokens, hw, prev)
         merged_map = tokens_to_map(merged, mask.merged_grid)
-        return self.merging_output(merged_map + self.ffn(merged_map),
-                                   MergedStage(tokens, merged, mask))
+        delta = self.ffn(merged_map)
+        if hand_on:  # 'stage': the merged map goes on
+            return self.merging_output(merged_map + delta, MergedStage(tokens, merged, mask))
+        delta = unmerge_tokens(map_to_tokens(delta), mask)
+        return self.block_output(z + tokens_to_map(delta, hw), mask)
 
     def forward_whole(self, x: torch.Tensor, hw: Optional[Tuple[int, int]] = None
                       ) -> torch.Tensor:

@@ -85,11 +85,8 @@ DEFAULT_COMPRESSION_RATIO = 0.5
 
 #: default ``compression_ratio`` per arch in ``merge_scope='stage'``: 0.5 as
 #: in 'ffn' (see the module docstring for the FLOPs it gives)
-DEFAULT_MOBILEVIT_STAGE_COMPRESSION_RATIOS: Dict[str, float] = {
-    'small': 0.5,
-    'x_small': 0.5,
-    'xx_small': 0.5,
-}
+DEFAULT_MOBILEVIT_STAGE_COMPRESSION_RATIOS: Dict[str, float] = dict.fromkeys(
+    ('small', 'x_small', 'xx_small'), 0.5)
 DEFAULT_STAGE_COMPRESSION_RATIO = 0.5
 
 

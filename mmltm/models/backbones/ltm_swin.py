@@ -110,36 +110,31 @@ class LTMSwinBlock(LTMBlockMixin, SwinBlock):
     """
 
     def _ltm_forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
-                     prev: Optional[MergeMask]):
+                     prev: Optional[MergeMask], hand_on: bool = False):
         z = x + self.attn(self.norm1(x), hw_shape)
         if self.token_merger.is_identity(hw_shape):
             return self.block_output(self.ffn(self.norm2(z), identity=z), None)
         mask, merged = self.token_merger.merge(z, hw_shape, prev)
         delta = ffn_residual_branch(self.ffn, self.norm2(merged))
+        if hand_on:  # 'stage': the merged tokens go on
+            return self.merging_output(merged + delta, MergedStage(z, merged, mask))
         return self.block_output(unmerge_add(z, delta, mask), mask)
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 prev: Optional[MergeMask] = None):
         """Returns ``(x, mask)``: the full-grid output and this block's G."""
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._ltm_forward, x, hw_shape, prev,
-                                 use_reentrant=False)
-        return self._ltm_forward(x, hw_shape, prev)
-
-    def _merging_forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
-        z = x + self.attn(self.norm1(x), hw_shape)
-        if self.token_merger.is_identity(hw_shape):
-            return self.block_output(self.ffn(self.norm2(z), identity=z), None)
-        mask, merged = self.token_merger.merge(z, hw_shape, None)
-        out = merged + ffn_residual_branch(self.ffn, self.norm2(merged))
-        return self.merging_output(out, MergedStage(z, merged, mask))
+        return self._checkpointed(x, hw_shape, prev, False)
 
     def forward_merging(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
         """``merge_scope='stage'``: ``(merged tokens, MergedStage)``, or the
         full-grid output and None when the grid is too small to merge."""
+        return self._checkpointed(x, hw_shape, None, True)
+
+    def _checkpointed(self, x, hw_shape, prev, hand_on):
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._merging_forward, x, hw_shape, use_reentrant=False)
-        return self._merging_forward(x, hw_shape)
+            return cp.checkpoint(self._ltm_forward, x, hw_shape, prev, hand_on,
+                                 use_reentrant=False)
+        return self._ltm_forward(x, hw_shape, prev, hand_on)
 
     def forward_whole(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
         """mmdet's ``SwinBlock`` forward on the ``hw_shape`` grid (the

@@ -51,16 +51,7 @@ class LTMTransformerEncoderLayer(LTMBlockMixin, TransformerEncoderLayer):
             tuple: the full-length output and this block's mask (``None``
             when nothing is merged).
         """
-        hw = (int(hw[0]), int(hw[1]))
-        if self.token_merger.is_identity(hw):
-            return self.block_output(super().forward(x), None)
-        z = x + self.attn(self.ln1(x))
-        extra, patches = z[:, :num_extra_tokens], z[:, num_extra_tokens:]
-        mask, merged = self.token_merger.merge(patches, hw, prev)
-        delta = ffn_residual_branch(self.ffn, self.ln2(torch.cat([extra, merged], dim=1)))
-        out_patches = unmerge_add(patches, delta[:, num_extra_tokens:], mask)
-        out = torch.cat([extra + delta[:, :num_extra_tokens], out_patches], dim=1)
-        return self.block_output(out, mask)
+        return self._ltm_forward(x, hw, prev, num_extra_tokens, hand_on=False)
 
     def forward_merging(self, x: torch.Tensor, hw: Tuple[int, int],
                         num_extra_tokens: int = 0
@@ -68,15 +59,24 @@ class LTMTransformerEncoderLayer(LTMBlockMixin, TransformerEncoderLayer):
         """The merging layer of ``merge_scope='stage'``: ``(X~ + D, stage)``,
         ``E + N'`` tokens; ``(out, None)`` (full, mmpretrain's forward) when
         the grid is too small to merge."""
+        return self._ltm_forward(x, hw, None, num_extra_tokens, hand_on=True)
+
+    def _ltm_forward(self, x, hw, prev, num_extra_tokens, hand_on):
+        """Attention on all tokens, FFN on the merged ones; then unmerge
+        (``'ffn'``) or hand on the merged tokens (``hand_on``, ``'stage'``)."""
         hw = (int(hw[0]), int(hw[1]))
         if self.token_merger.is_identity(hw):
             return self.block_output(super().forward(x), None)
         z = x + self.attn(self.ln1(x))
-        extra, patches = z[:, :num_extra_tokens], z[:, num_extra_tokens:]
-        mask, merged = self.token_merger.merge(patches, hw, None)
+        E = num_extra_tokens
+        extra, patches = z[:, :E], z[:, E:]
+        mask, merged = self.token_merger.merge(patches, hw, prev)
         x_merged = torch.cat([extra, merged], dim=1)
-        out = x_merged + ffn_residual_branch(self.ffn, self.ln2(x_merged))
-        return self.merging_output(out, MergedStage(patches, merged, mask, num_extra_tokens))
+        delta = ffn_residual_branch(self.ffn, self.ln2(x_merged))
+        if hand_on:
+            return self.merging_output(x_merged + delta, MergedStage(patches, merged, mask, E))
+        out_patches = unmerge_add(patches, delta[:, E:], mask)
+        return self.block_output(torch.cat([extra + delta[:, :E], out_patches], dim=1), mask)
 
     def forward_whole(self, x: torch.Tensor, hw: Tuple[int, int],
                       num_extra_tokens: int = 0) -> torch.Tensor:
