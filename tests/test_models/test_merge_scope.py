@@ -277,7 +277,7 @@ def test_backbones_default_to_the_ffn_scope():
 STAGE_DEFAULTS = [
     ('LTMSwinTransformer', {}, (0.5625, 0.25, 1.0, 1.0), 0.84),
     ('LTMSwinTransformer', dict(arch='base'), (0.5625, 0.25, 36 / 49, 1.0), 0.78),
-    ('LTMSwinTransformer', dict(arch='small'), (0.5625, 0.25, 1.0, 1.0), None),
+    ('LTMSwinTransformer', dict(arch='small'), (0.5625, 0.25, 36 / 49, 1.0), None),
     ('LTMVisionTransformer', {}, 0.75, 0.86),
     ('LTMVisionTransformer', dict(arch='deit-base'), 0.6, 0.73),
     ('LTMMobileViT', dict(arch='x_small'), 0.5, None),  # paper 0.74: out of reach

@@ -50,9 +50,12 @@ Decisions for Swin the paper leaves open (see also the ops docstring):
     (:data:`DEFAULT_STAGE_COMPRESSION_RATIO`) merges stages 1-2 at 224x224
     to multiples of the 7x7 window (56->42, 28->14), leaves the 7x7 stage 4
     alone (a stage too small to merge runs as Swin) and stage 3 (14x14)
-    alone for Swin-T, 14->12 for Swin-B (padded: the only way between 14 and
-    7). At other input sizes the merged grids follow the same ratios (and
-    may pad by up to 6 rows / columns).
+    alone for Swin-T, 14->12 for Swin-S/B (padded back to 14x14 for
+    attention, as every grid between 7x7 and 14x14 is). At other input
+    sizes the merged grids follow the same ratios (and may pad by up to 6
+    rows / columns). A float ratio applies to every stage (at 224x224
+    Swin-T 'stage' 0.7 pads stage 3 and measures 0.820x). Only a stage's
+    first block merges (no compounding; see the layers module).
     ``merge_mode='tome'`` has no 2-D merged grid for the windows and is
     rejected in ``'stage'`` at build time.
   * mmdet builds its blocks inside ``SwinTransformer.__init__`` with no hook
@@ -92,13 +95,15 @@ DEFAULT_COMPRESSION_RATIO = {'tiny': 0.7, 'small': 0.7, 'base': 0.65}
 #: (18 of its 24 blocks) merged too; between 14x14 and 7x7 every grid is
 #: padded back to 14x14 for attention, so it takes 14x14 -> 12x12 (36/49)
 #: for its FFN / the tokens of the padded windows: 0.792x (paper 0.78).
-#: Swin-S (not in the paper) and sizes of no preset take Swin-T's. The
+#: Swin-S (not in the paper) has Swin-B's depths and takes its layout
+#: (0.793x; Swin-T's would leave it at 0.919x); sizes of no preset take
+#: Swin-T's. The
 #: ratios are exact (the planned grids are exactly these); measured in
 #: tests/test_models/test_merge_scope.py.
 STAGE_56_TO_42, STAGE_28_TO_14, STAGE_14_TO_12 = 0.5625, 0.25, 36 / 49
 DEFAULT_STAGE_COMPRESSION_RATIO = {
     'tiny': (STAGE_56_TO_42, STAGE_28_TO_14, 1.0, 1.0),
-    'small': (STAGE_56_TO_42, STAGE_28_TO_14, 1.0, 1.0),
+    'small': (STAGE_56_TO_42, STAGE_28_TO_14, STAGE_14_TO_12, 1.0),
     'base': (STAGE_56_TO_42, STAGE_28_TO_14, STAGE_14_TO_12, 1.0),
 }
 
@@ -182,9 +187,9 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
             ``'ffn'`` :data:`DEFAULT_COMPRESSION_RATIO` (0.7 for tiny and
             small, 0.65 for base; Swin-B sizes given without ``arch`` count
             as base), 0.7 for sizes of no preset; ``'stage'``
-            :data:`DEFAULT_STAGE_COMPRESSION_RATIO` (tiny and small
-            ``(0.5625, 0.25, 1.0, 1.0)``, base ``(0.5625, 0.25, 36 / 49,
-            1.0)``), tiny's for sizes of no preset (sizes with other than 4
+            :data:`DEFAULT_STAGE_COMPRESSION_RATIO` (tiny ``(0.5625, 0.25,
+            1.0, 1.0)``, small and base ``(0.5625, 0.25, 36 / 49, 1.0)``),
+            tiny's for sizes of no preset (sizes with other than 4
             stages need an explicit ratio in ``'stage'``).
         init_step (float, optional): initial step size eta of each mask
             module, for the merge modes that have one
