@@ -29,8 +29,9 @@ Decisions (ours; the paper's figure only shows the merged tokens passed on):
 * **No compounding**: only the merging block of a stage merges; the blocks
   after it run on its merged grid and do not merge further, so no masks
   need composing and a stage costs one merge and one (residual) unmerge.
-  The paper's FLOPs ratios are reached with one merge per stage
-  (per-arch ``'stage'`` defaults of each backbone).
+  One merge per stage reaches the paper's FLOPs ratios (the per-arch
+  ``'stage'`` defaults of each backbone; all but MobileViT-XS, which no
+  ratio reaches in either scope). Compounding was not measured.
 * The mask modules of the blocks that do not merge in ``'stage'`` scope are
   still built: both scopes have the **same parameters and state-dict keys**,
   so a checkpoint of either scope loads into the other unchanged. Those
