@@ -107,14 +107,12 @@ def test_swin_stage_equals_the_dense_reference():
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
 
 
-def _attention_tokens(model, name):
+def _attention_tokens(model):
     """Register hooks that record how many tokens each block's attention
     sees; returns the list they fill (in forward order)."""
     seen = []
-    blocks = model.ltm_blocks
-    for block in blocks:
-        attn = block.attn
-        attn.register_forward_pre_hook(lambda m, args: seen.append(
+    for block in model.ltm_blocks:
+        block.attn.register_forward_pre_hook(lambda m, args: seen.append(
             args[0].shape[1] if args[0].dim() == 3 else args[0].shape[2] * args[0].shape[3]))
     return seen
 
@@ -124,7 +122,7 @@ def test_later_blocks_attend_to_the_merged_tokens():
     for name in ('swin', 'vit'):
         ffn = _build(name, compression_ratio=0.5, merge_scope='ffn')
         stage = _build(name, compression_ratio=0.5, merge_scope='stage')
-        seen_ffn, seen_stage = _attention_tokens(ffn, name), _attention_tokens(stage, name)
+        seen_ffn, seen_stage = _attention_tokens(ffn), _attention_tokens(stage)
         stage.record_merge_masks(True)
         with torch.no_grad():
             ffn(x), stage(x)
