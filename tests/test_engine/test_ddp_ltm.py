@@ -8,10 +8,15 @@ tie it into their output with an exact zero
 fails in the second iteration ("Expected to have finished reduction in the
 prior iteration ..."; checked by hand with ``tie=False``, and in one
 process by tests/test_models/test_ltm_mask_parameters.py).
+
+In ``merge_scope='stage'`` the blocks after a stage's merging block run on
+the merged grid without their mask modules (stage 3's second block here):
+they are tied in the same way.
 """
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -30,17 +35,18 @@ def _free_port() -> int:
 
 class _Classifier(nn.Module):
 
-    def __init__(self):
+    def __init__(self, merge_scope='ffn'):
         super().__init__()
         from mmltm.models.backbones import LTMSwinTransformer
-        self.backbone = LTMSwinTransformer(compression_ratio=0.7, out_indices=(3, ), **SIZES)
+        self.backbone = LTMSwinTransformer(compression_ratio=0.7, out_indices=(3, ),
+                                           merge_scope=merge_scope, **SIZES)
         self.head = nn.Linear(self.backbone.num_features[-1], 4)
 
     def forward(self, x):
         return self.head(self.backbone(x)[-1].mean((2, 3)))
 
 
-def _train(rank: int, world: int, out_dir: str, tie: bool) -> None:
+def _train(rank: int, world: int, out_dir: str, tie: bool, merge_scope: str = 'ffn') -> None:
     torch.set_num_threads(1)
     dist.init_process_group('gloo', rank=rank, world_size=world)
     try:
@@ -48,11 +54,13 @@ def _train(rank: int, world: int, out_dir: str, tie: bool) -> None:
             from mmltm.models.layers import ltm_block
             ltm_block.tie_unused_parameters = lambda out, module: out
         torch.manual_seed(0)
-        model = _Classifier()
+        model = _Classifier(merge_scope)
         last = [b.token_merger for b in model.backbone.stages[3].blocks]
         merging = [b.token_merger for s in model.backbone.stages[:3] for b in s.blocks]
         assert all(m.is_identity((2, 2)) and any(p.requires_grad for p in m.parameters())
                    for m in last)
+        if merge_scope == 'stage':  # stage 3's second block runs on the merged grid
+            last.append(merging.pop())
         before = [[p.detach().clone() for p in m.parameters()] for m in last + merging]
         ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
         optim = torch.optim.SGD(ddp.parameters(), lr=0.5)
@@ -79,18 +87,20 @@ def _train(rank: int, world: int, out_dir: str, tie: bool) -> None:
         dist.destroy_process_group()
 
 
-def _spawn(tmp_path, monkeypatch, tie: bool):
+def _spawn(tmp_path, monkeypatch, tie: bool, merge_scope: str = 'ffn'):
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
     monkeypatch.setenv('MASTER_PORT', str(_free_port()))
-    mp.spawn(_train, args=(2, str(tmp_path), tie), nprocs=2, join=True)
+    mp.spawn(_train, args=(2, str(tmp_path), tie, merge_scope), nprocs=2, join=True)
     return torch.load(tmp_path / 'result.pth')
 
 
-def test_ddp_without_find_unused_parameters_trains_and_stays_in_sync(tmp_path, monkeypatch):
-    result = _spawn(tmp_path, monkeypatch, tie=True)
+@pytest.mark.parametrize('merge_scope, idle', [('ffn', 1), ('stage', 2)])
+def test_ddp_without_find_unused_parameters_trains_and_stays_in_sync(tmp_path, monkeypatch,
+                                                                     merge_scope, idle):
+    result = _spawn(tmp_path, monkeypatch, tie=True, merge_scope=merge_scope)
     assert result['max_diff'] == 0.0  # every parameter equal on both ranks
     # the non-merging blocks' mask parameters got exactly zero gradient
     # (SGD, no decay): unchanged; the merging blocks' ones were trained
     n = result['num_last']
-    assert n == 1 and result['changed'][:n] == [False], result
+    assert n == idle and result['changed'][:n] == [False] * n, result
     assert all(result['changed'][n:]), result
