@@ -140,10 +140,13 @@ def run_benchmark(config: str, baseline: Optional[str] = None,
                 fns = [part_runner(models[role], p, data[role], wrap) for role in models]
                 first_s, outs = [], []
                 with torch.inference_mode():
-                    for fn in fns:
+                    for role, fn in zip(models, fns):
                         t0 = time.perf_counter()
                         outs.append(fn())
                         first_s.append(time.perf_counter() - t0)
+                        if wrap is not None:  # compilation can take minutes: say so
+                            log(f'[{p} {size_str(hw)} b{batch}] {names[role]}: first call '
+                                f'(compiles) {first_s[-1]:.1f} s')
                 times = time_interleaved(fns, runs, warmup, device, timer)
                 cell = {}
                 for (role, model), t, out, t1 in zip(models.items(), times, outs, first_s):
