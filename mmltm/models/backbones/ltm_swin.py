@@ -33,6 +33,27 @@ Decisions for Swin the paper leaves open (see also the ops docstring):
     image): it then ties them into its output with an exact zero in
     training, so DDP needs no ``find_unused_parameters``
     (:func:`~mmltm.models.layers.tie_unused_parameters`).
+  * ``merge_scope='stage'`` (:mod:`mmltm.models.layers.merge_scope`): a
+    stage's first block merges (window attention on the full grid, FFN on
+    the merged tokens) and hands on the merged ``h' x w'`` tokens; the
+    stage's other blocks run whole on that grid: mmdet's ``ShiftWindowMSA``
+    pads any ``h' x w'`` to window multiples and builds its shift mask for
+    the padded size in every forward, relative position bias is per
+    window. The stage output (to necks) and the PatchMerging input are the
+    residual unmerge ``Z0 + unmerge(m - m0, G)``; PatchMerging then runs
+    on the full grid as in Swin (one unmerge per stage; merging the merged
+    grid directly would change PatchMerging's 2x2 neighbourhoods). Padding
+    would waste what merging saves (a 14x14 stage merged to 12x12 is padded
+    back to 14x14 for attention), so ``compression_ratio`` may be a
+    per-stage sequence and the ``'stage'`` default
+    (:data:`DEFAULT_STAGE_COMPRESSION_RATIO`) merges stages 1-2 at 224x224
+    to multiples of the 7x7 window (56->42, 28->14), leaves the 7x7 stage 4
+    alone (a stage too small to merge runs as Swin) and stage 3 (14x14)
+    alone for Swin-T, 14->12 for Swin-B (padded: the only way between 14 and
+    7). At other input sizes the merged grids follow the same ratios (and
+    may pad by up to 6 rows / columns).
+    ``merge_mode='tome'`` has no 2-D merged grid for the windows and is
+    rejected in ``'stage'`` at build time.
   * mmdet builds its blocks inside ``SwinTransformer.__init__`` with no hook
     to pick their class, so the built blocks are re-classed into the LTM
     subclasses (:mod:`mmltm.models.layers`) and given a ``token_merger``.
@@ -47,7 +68,9 @@ import torch.utils.checkpoint as cp
 from mmdet.models.backbones.swin import (SwinBlock, SwinBlockSequence,
                                          SwinTransformer, swin_converter)
 
-from mmltm.models.layers import (LTMBackboneMixin, LTMBlockMixin, ffn_residual_branch,
+from mmltm.models.layers import (LTMBackboneMixin, LTMBlockMixin, MergedStage,
+                                 StageRunner, check_merge_scope, check_scope_mode,
+                                 check_stage_ratios, ffn_residual_branch,
                                  lookup_preset, match_preset, reclass,
                                  token_merger_factory)
 from mmltm.models.utils import load_backbone_state_dict
@@ -59,6 +82,24 @@ from mmltm.registry import register_model
 #: at 0.7), Swin-B 12.0/15.4 G = 0.78 (ours 0.79 at 0.65). Swin-S is not in
 #: the paper; it takes Swin-T's value, and so do sizes of no preset.
 DEFAULT_COMPRESSION_RATIO = {'tiny': 0.7, 'small': 0.7, 'base': 0.65}
+
+#: the per-stage ratios of ``merge_scope='stage'``, chosen for the paper's
+#: FLOPs ratios with mmengine's counter at 224x224 and merged grids that fit
+#: the 7x7 windows where they can: stage 1 56x56 -> 42x42 (0.5625 =
+#: (42/56)^2), stage 2 28x28 -> 14x14 (0.25), stage 4 (7x7) never. Swin-T
+#: leaves its 14x14 stage 3 alone: 0.842x (paper 0.84). Swin-B needs stage 3
+#: (18 of its 24 blocks) merged too; between 14x14 and 7x7 every grid is
+#: padded back to 14x14 for attention, so it takes 14x14 -> 12x12 (36/49)
+#: for its FFN / the tokens of the padded windows: 0.792x (paper 0.78).
+#: Swin-S (not in the paper) and sizes of no preset take Swin-T's. The
+#: ratios are exact (the planned grids are exactly these); measured in
+#: tests/test_models/test_merge_scope.py.
+STAGE_56_TO_42, STAGE_28_TO_14, STAGE_14_TO_12 = 0.5625, 0.25, 36 / 49
+DEFAULT_STAGE_COMPRESSION_RATIO = {
+    'tiny': (STAGE_56_TO_42, STAGE_28_TO_14, 1.0, 1.0),
+    'small': (STAGE_56_TO_42, STAGE_28_TO_14, 1.0, 1.0),
+    'base': (STAGE_56_TO_42, STAGE_28_TO_14, STAGE_14_TO_12, 1.0),
+}
 
 
 class LTMSwinBlock(LTMBlockMixin, SwinBlock):
@@ -84,14 +125,38 @@ class LTMSwinBlock(LTMBlockMixin, SwinBlock):
                                  use_reentrant=False)
         return self._ltm_forward(x, hw_shape, prev)
 
+    def _merging_forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
+        z = x + self.attn(self.norm1(x), hw_shape)
+        if self.token_merger.is_identity(hw_shape):
+            return self.block_output(self.ffn(self.norm2(z), identity=z), None)
+        mask, merged = self.token_merger.merge(z, hw_shape, None)
+        out = merged + ffn_residual_branch(self.ffn, self.norm2(merged))
+        return self.merging_output(out, MergedStage(z, merged, mask))
+
+    def forward_merging(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
+        """``merge_scope='stage'``: ``(merged tokens, MergedStage)``, or the
+        full-grid output and None when the grid is too small to merge."""
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._merging_forward, x, hw_shape, use_reentrant=False)
+        return self._merging_forward(x, hw_shape)
+
+    def forward_whole(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """mmdet's ``SwinBlock`` forward on the ``hw_shape`` grid (the
+        merged grid in ``'stage'``); the mask module does not run."""
+        return self.whole_output(SwinBlock.forward(self, x, hw_shape))
+
 
 class LTMSwinBlockSequence(SwinBlockSequence):
-    """A Swin stage that threads the merging mask through its blocks."""
+    """A Swin stage that runs its blocks in ``merge_scope``
+    (:class:`~mmltm.models.layers.StageRunner`) and hands the full grid to
+    PatchMerging and to the stage output."""
+    merge_scope: str = 'ffn'
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
-        mask = None
+        runner = StageRunner(self.merge_scope, hw_shape)
         for block in self.blocks:
-            x, mask = block(x, hw_shape, mask)
+            x = runner(block, x)
+        x = runner.full(x)
         if self.downsample:
             x_down, down_hw_shape = self.downsample(x, hw_shape)
             return x_down, down_hw_shape, x, hw_shape
@@ -112,14 +177,19 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
             ``'t'``, ``'s'``, ``'b'``); sets ``embed_dims``, ``depths`` and
             ``num_heads``, which override it where given. Default: None,
             i.e. ``'tiny'``'s sizes where they are not given.
-        compression_ratio (float, optional): N'/N, the fraction of tokens
-            kept for each block's FFN, in (0, 1]; 1.0 reproduces Swin
-            exactly. Merging covers the whole map of a stage, so any ratio
-            keeps at least one token. Default: None, i.e. the default of the
-            preset whose sizes the resolved sizes equal
-            (:data:`DEFAULT_COMPRESSION_RATIO`: 0.7 for tiny and small,
-            0.65 for base; Swin-B sizes given without ``arch`` count as
-            base), 0.7 for sizes of no preset.
+        compression_ratio (float | Sequence[float], optional): N'/N, the
+            fraction of tokens kept by each merging block, in (0, 1], or one
+            such ratio per stage (4 entries); 1.0 reproduces Swin exactly.
+            Merging covers the whole map of a stage, so any ratio keeps at
+            least one token. Default: None, i.e. the default of the preset
+            whose sizes the resolved sizes equal, in ``merge_scope``:
+            ``'ffn'`` :data:`DEFAULT_COMPRESSION_RATIO` (0.7 for tiny and
+            small, 0.65 for base; Swin-B sizes given without ``arch`` count
+            as base), 0.7 for sizes of no preset; ``'stage'``
+            :data:`DEFAULT_STAGE_COMPRESSION_RATIO` (tiny and small
+            ``(0.5625, 0.25, 1.0, 1.0)``, base ``(0.5625, 0.25, 36 / 49,
+            1.0)``), tiny's for sizes of no preset (sizes with other than 4
+            stages need an explicit ratio in ``'stage'``).
         init_step (float, optional): initial step size eta of each mask
             module, for the merge modes that have one
             (:data:`~mmltm.models.layers.MODE_ARGUMENTS`). Default: None (the
@@ -135,6 +205,10 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
             block's mask module (passed to :func:`~mmltm.ops.build_token_merger`;
             e.g. ``dict(window_size=None)`` for global ToMe matching).
             Default: None.
+        merge_scope (str): ``'ffn'`` (every block's FFN on merged tokens) or
+            ``'stage'`` (each stage's first block merges, the others run on
+            the merged grid; module docstring; not with ``'tome'``).
+            Default: ``'ffn'``.
         pretrain_img_size, in_channels, embed_dims, patch_size, window_size,
         mlp_ratio, depths, num_heads, strides, out_indices, qkv_bias,
         qk_scale, patch_norm, drop_rate, attn_drop_rate, drop_path_rate,
@@ -156,6 +230,8 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
     _arch_alias = {'t': 'tiny', 's': 'small', 'b': 'base'}
     default_compression_ratios = DEFAULT_COMPRESSION_RATIO
     fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO['tiny']
+    stage_default_compression_ratios = DEFAULT_STAGE_COMPRESSION_RATIO
+    stage_fallback_compression_ratio = DEFAULT_STAGE_COMPRESSION_RATIO['tiny']
 
     def __init__(self,
                  arch: Optional[str] = None,
@@ -163,6 +239,7 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
                  init_step: Optional[float] = None,
                  merge_mode: str = 'ltm',
                  merger_cfg: Optional[dict] = None,
+                 merge_scope: str = 'ffn',
                  pretrain_img_size=224,
                  in_channels: int = 3,
                  embed_dims: Optional[int] = None,
@@ -190,12 +267,21 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
         # every LTM argument is checked before the (slow) mmdet build
         preset, sizes = self._resolve_arch(arch, embed_dims=embed_dims,
                                            depths=depths, num_heads=num_heads)
-        self.compression_ratio = self.resolve_compression_ratio(compression_ratio, preset)
+        self.merge_scope = check_merge_scope(merge_scope)
         self.merge_mode = check_merge_mode(merge_mode)
-        make_merger = token_merger_factory(
-            merge_mode, self.compression_ratio, merger_cfg,
+        check_scope_mode(merge_scope, merge_mode, type(self).__name__,
+                         "the blocks after a stage's merger run window attention on "
+                         "the merged grid")
+        if compression_ratio is None:
+            compression_ratio = self.default_compression_ratio(preset, merge_scope)
+        # one ratio, or one per stage
+        self.compression_ratio = check_stage_ratios(compression_ratio, len(sizes['depths']))
+        stage_ratios = self.compression_ratio if isinstance(self.compression_ratio, tuple) \
+            else (self.compression_ratio, ) * len(sizes['depths'])
+        factories = {ratio: token_merger_factory(
+            merge_mode, ratio, merger_cfg,
             options=dict(init_step=init_step), context=dict(window_size=window_size),
-            probe_dims=sizes['embed_dims'])
+            probe_dims=sizes['embed_dims']) for ratio in sorted(set(stage_ratios))}
         if use_abs_pos_embed:
             # mmdet's own Swin cannot run with it: its (1, L, C) parameter is
             # added to a (B, L, C) sequence fine, but init_weights views it as
@@ -212,12 +298,19 @@ class LTMSwinTransformer(LTMBackboneMixin, SwinTransformer):
             convert_weights=convert_weights, frozen_stages=frozen_stages,
             init_cfg=init_cfg, **sizes)
         self.arch = preset
-        for stage in self.stages:
-            reclass(stage, LTMSwinBlockSequence)
+        for stage, ratio in zip(self.stages, stage_ratios):
+            reclass(stage, LTMSwinBlockSequence, merge_scope=merge_scope)
             for block in stage.blocks:
-                LTMSwinBlock.from_block(block, make_merger(block.ffn.embed_dims))
+                LTMSwinBlock.from_block(block, factories[ratio](block.ffn.embed_dims))
         # mmdet's _freeze_stages ran before the token mergers existed
         self._freeze_stages()
+
+    @property
+    def stage_compression_ratios(self) -> Tuple[float, ...]:
+        """The ratio of each stage's mask modules."""
+        if isinstance(self.compression_ratio, tuple):
+            return self.compression_ratio
+        return (self.compression_ratio, ) * len(self.stages)
 
     @classmethod
     def _resolve_arch(cls, arch: Optional[str], **given) -> Tuple[Optional[str], Dict]:

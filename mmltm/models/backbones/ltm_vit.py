@@ -31,6 +31,19 @@ ones):
     chosen to reproduce the paper's FLOP ratios with mmengine's counter at
     224x224 (``tools/analysis_tools/get_flops.py``); the paper's own values
     are not known.
+  * ``merge_scope='stage'`` (:mod:`mmltm.models.layers.merge_scope`): ViT
+    has one grid, so one merge. The layer ``merge_layer`` (default
+    ``num_layers // 4``: layer 3 of 12) merges; layers before it run
+    mmpretrain's forward on all ``1 + N`` tokens, the layers after it run
+    mmpretrain's forward (global attention included) on the ``1 + N'``
+    merged tokens. A later merge layer keeps the early layers, where the
+    features the mask module compares are still shallow, at full
+    resolution, and a lower ratio still reaches the paper's FLOPs
+    (:data:`DEFAULT_VIT_STAGE_COMPRESSION_RATIOS`). Outputs keep their
+    shapes: ``'featmap'``, ``'raw'`` and ``'avg_featmap'`` unmerge the patch
+    tokens as a residual (``Z0 + unmerge(m - m0, G)``, then the final norm)
+    at every output index after the merge; ``'cls_token'`` needs no unmerge
+    (the class token is never merged, LayerNorm is per token).
   * ``merge_mode='tome'`` swaps the learned mask module for ToMe's
     training-free bipartite matching (:mod:`mmltm.ops.tome`) in the same
     block, for like-for-like comparisons.
@@ -49,6 +62,7 @@ from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 
 from mmltm.models.layers import (LTMBackboneMixin, LTMTransformerEncoderLayer,
+                                 StageRunner, check_merge_scope,
                                  convert_encoder_layers, lookup_preset,
                                  match_preset, token_merger_factory,
                                  with_default_ratios)
@@ -68,6 +82,17 @@ DEFAULT_VIT_COMPRESSION_RATIOS: Dict[str, float] = {
     **dict.fromkeys(['deit-b', 'deit-base', 'b', 'base'], 0.6),
 }
 DEFAULT_COMPRESSION_RATIO = 0.8
+
+#: default ``compression_ratio`` per arch in ``merge_scope='stage'`` (merge at
+#: layer ``num_layers // 4`` = 3), measured with mmengine's counter at
+#: 224x224 (tests/test_models/test_merge_scope.py): ViT-S 0.75 plans 12x13 =
+#: 156 of 196 tokens, 0.856x (paper 0.86x); ViT-B 0.6 plans 10x12 = 120,
+#: 0.723x (paper 0.73x; 0.64 gives 0.767x).
+DEFAULT_VIT_STAGE_COMPRESSION_RATIOS: Dict[str, float] = {
+    **dict.fromkeys(['deit-s', 'deit-small'], 0.75),
+    **dict.fromkeys(['deit-b', 'deit-base', 'b', 'base'], 0.6),
+}
+DEFAULT_STAGE_COMPRESSION_RATIO = 0.75
 
 #: the keys of a ViT arch that fix its sizes (mmpretrain's essential keys)
 _SIZE_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
@@ -100,10 +125,18 @@ class LTMVisionTransformer(LTMBackboneMixin, VisionTransformer):
             module, for the merge modes that have one. Default: None (the
             module's default, 1.0).
         merge_mode (str): the mask module of every block: ``'ltm'`` (the
-            learned :class:`~mmltm.ops.TokenMerger`) or ``'tome'`` (ToMe's
-            training-free bipartite matching over all patch tokens, no
-            parameters), for like-for-like comparisons at the same
-            ``compression_ratio``. Default: ``'ltm'``.
+            learned :class:`~mmltm.ops.TokenMerger`), ``'grid'`` (the fixed
+            grid) or ``'tome'`` (ToMe's training-free bipartite matching over
+            all patch tokens, no parameters), for like-for-like comparisons
+            at the same ``compression_ratio``. Default: ``'ltm'``.
+        merge_scope (str): ``'ffn'`` (every layer's FFN on merged tokens) or
+            ``'stage'`` (layer ``merge_layer`` merges, the layers after it
+            run on the merged tokens; module docstring). Default: ``'ffn'``.
+            In ``'stage'`` the default ratio is
+            :data:`DEFAULT_VIT_STAGE_COMPRESSION_RATIOS` (DeiT-S 0.75,
+            DeiT-B / ViT-B 0.6), else 0.75.
+        merge_layer (int, optional): ``'stage'`` only: the layer that merges,
+            in ``[0, num_layers)``. Default: None, i.e. ``num_layers // 4``.
         merger_cfg (dict, optional): extra keyword arguments of every
             block's mask module (:func:`~mmltm.ops.build_token_merger`).
             Default: None.
@@ -113,6 +146,8 @@ class LTMVisionTransformer(LTMBackboneMixin, VisionTransformer):
                                    DEFAULT_COMPRESSION_RATIO)
     default_compression_ratios = DEFAULT_VIT_COMPRESSION_RATIOS
     fallback_compression_ratio = DEFAULT_COMPRESSION_RATIO
+    stage_default_compression_ratios = DEFAULT_VIT_STAGE_COMPRESSION_RATIOS
+    stage_fallback_compression_ratio = DEFAULT_STAGE_COMPRESSION_RATIO
 
     def __init__(self,
                  arch: Union[str, dict] = 'deit-small',
@@ -120,12 +155,18 @@ class LTMVisionTransformer(LTMBackboneMixin, VisionTransformer):
                  init_step: Optional[float] = None,
                  merge_mode: str = 'ltm',
                  merger_cfg: Optional[dict] = None,
+                 merge_scope: str = 'ffn',
+                 merge_layer: Optional[int] = None,
                  **kwargs) -> None:
         # every LTM argument is checked before the (slow) mmpretrain build
         preset, sizes = self._resolve_sizes(arch)
+        self.merge_scope = check_merge_scope(merge_scope)
+        self.merge_layer = self._check_merge_layer(merge_layer, merge_scope,
+                                                   sizes['num_layers'])
         if compression_ratio is None and isinstance(arch, dict):
             compression_ratio = arch.get('compression_ratio')
-        self.compression_ratio = self.resolve_compression_ratio(compression_ratio, preset)
+        self.compression_ratio = self.resolve_compression_ratio(compression_ratio, preset,
+                                                                merge_scope)
         self.merge_mode = check_merge_mode(merge_mode)
         make_merger = token_merger_factory(
             merge_mode, self.compression_ratio, merger_cfg,
@@ -135,6 +176,23 @@ class LTMVisionTransformer(LTMBackboneMixin, VisionTransformer):
         if self.frozen_stages > 0:
             # mmpretrain froze the layers before the token mergers existed
             self._freeze_stages()
+
+    @staticmethod
+    def _check_merge_layer(merge_layer: Optional[int], merge_scope: str,
+                           num_layers: int) -> Optional[int]:
+        """The merging layer of ``'stage'`` (None in ``'ffn'``)."""
+        if merge_scope != 'stage':
+            if merge_layer is not None:
+                raise ValueError(f"merge_layer={merge_layer!r} applies to merge_scope="
+                                 f"'stage' only (got merge_scope={merge_scope!r})")
+            return None
+        if merge_layer is None:
+            return num_layers // 4
+        if isinstance(merge_layer, bool) or not isinstance(merge_layer, int) \
+                or not 0 <= merge_layer < num_layers:
+            raise ValueError(f'merge_layer={merge_layer!r} is not allowed: a layer index '
+                             f'in [0, {num_layers})')
+        return merge_layer
 
     @classmethod
     def _resolve_sizes(cls, arch: Union[str, dict]) -> Tuple[Optional[str], dict]:
@@ -167,11 +225,18 @@ class LTMVisionTransformer(LTMBackboneMixin, VisionTransformer):
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)
 
-        outs, mask = [], None
+        outs = []
+        runner = StageRunner(self.merge_scope, patch_resolution,
+                             merge_from=self.merge_layer or 0,
+                             num_extra_tokens=self.num_extra_tokens)
         for i, layer in enumerate(self.layers):
-            x, mask = layer(x, patch_resolution, mask, self.num_extra_tokens)
+            x = runner(layer, x)
+            if i not in self.out_indices:
+                continue
+            # the class token is never merged and the final norm is per
+            # token: 'cls_token' reads the merged stream as it is
+            out = x if self.out_type == 'cls_token' else runner.full(x)
             if i == len(self.layers) - 1 and self.final_norm:
-                x = self.ln1(x)
-            if i in self.out_indices:
-                outs.append(self._format_output(x, patch_resolution))
+                out = self.ln1(out)
+            outs.append(self._format_output(out, patch_resolution))
         return tuple(outs)

@@ -18,7 +18,12 @@ to their mask modules and the same rule for the default
 * the default ratio follows the *sizes*: a backbone built with the sizes of
   a preset (by ``arch``, or by giving the sizes alone) gets that preset's
   default ratio (:func:`match_preset`, :meth:`default_compression_ratio`),
-  other sizes the backbone's fallback ratio.
+  other sizes the backbone's fallback ratio. The defaults depend on the
+  ``merge_scope`` (:mod:`.merge_scope`): ``default_compression_ratios`` /
+  ``fallback_compression_ratio`` for ``'ffn'``,
+  ``stage_default_compression_ratios`` /
+  ``stage_fallback_compression_ratio`` for ``'stage'`` (each chosen per
+  backbone for the paper's FLOPs ratios in its scope).
 """
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
@@ -26,6 +31,7 @@ import torch.nn as nn
 
 from mmltm.ops import MergeMask, check_compression_ratio
 from .ltm_block import NOT_RECORDED, LTMBlockMixin
+from .merge_scope import check_merge_scope
 
 __all__ = ['LTMBackboneMixin', 'match_preset', 'lookup_preset', 'with_default_ratios']
 
@@ -98,13 +104,16 @@ class LTMBackboneMixin:
     """Mixed into every LTM backbone class, before the base backbone class.
 
     A subclass implements :meth:`ltm_stages` and sets
-    :attr:`default_compression_ratios` and
-    :attr:`fallback_compression_ratio`.
+    :attr:`default_compression_ratios`, :attr:`fallback_compression_ratio`
+    and their ``'stage'``-scope counterparts.
     """
-    #: the default ``compression_ratio`` of each preset (arch) name
-    default_compression_ratios: Mapping[str, float] = {}
-    #: the default for sizes that match no preset
-    fallback_compression_ratio: float
+    #: the default ``compression_ratio`` of each preset (arch) name ('ffn')
+    default_compression_ratios: Mapping[str, Any] = {}
+    #: the default for sizes that match no preset ('ffn')
+    fallback_compression_ratio: Any
+    #: the defaults in ``merge_scope='stage'``
+    stage_default_compression_ratios: Mapping[str, Any] = {}
+    stage_fallback_compression_ratio: Any
 
     def ltm_stages(self) -> List[List[LTMBlockMixin]]:
         """The LTM blocks of every stage, in forward order (see the module
@@ -112,17 +121,23 @@ class LTMBackboneMixin:
         raise NotImplementedError
 
     @classmethod
-    def default_compression_ratio(cls, preset: Optional[str]) -> float:
-        """The default ratio of ``preset`` (None: sizes of no preset)."""
+    def default_compression_ratio(cls, preset: Optional[str],
+                                  merge_scope: str = 'ffn') -> Any:
+        """The default ratio of ``preset`` (None: sizes of no preset) in
+        ``merge_scope``."""
+        if check_merge_scope(merge_scope) == 'stage':
+            return cls.stage_default_compression_ratios.get(
+                preset, cls.stage_fallback_compression_ratio)
         return cls.default_compression_ratios.get(preset, cls.fallback_compression_ratio)
 
     @classmethod
     def resolve_compression_ratio(cls, compression_ratio: Optional[float],
-                                  preset: Optional[str]) -> float:
-        """``compression_ratio``, or the preset's default when it is None;
-        checked to lie in (0, 1]."""
+                                  preset: Optional[str], merge_scope: str = 'ffn'
+                                  ) -> float:
+        """``compression_ratio``, or the preset's default in ``merge_scope``
+        when it is None; checked to lie in (0, 1]."""
         if compression_ratio is None:
-            compression_ratio = cls.default_compression_ratio(preset)
+            compression_ratio = cls.default_compression_ratio(preset, merge_scope)
         return check_compression_ratio(compression_ratio)
 
     def train(self, mode: bool = True):

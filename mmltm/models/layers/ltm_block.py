@@ -24,10 +24,23 @@ The pieces here are the same for every backbone:
   ``DistributedDataParallel(find_unused_parameters=False)`` (mmengine's
   default) sees every parameter used in every iteration; the value of the
   output is unchanged exactly and the parameters get a zero gradient;
-* :class:`LTMBlockMixin`: ``from_block`` and the block's return step, which
-  applies the tie and records the mask for
+* :class:`LTMBlockMixin`: ``from_block`` and the block's return steps, which
+  apply the tie and record the mask for
   :attr:`LTMBackboneMixin.last_merge_masks
   <mmltm.models.layers.LTMBackboneMixin.last_merge_masks>`.
+
+Every LTM block has three forwards (:mod:`.merge_scope` says which one a
+stage calls):
+
+* ``forward(x, hw, prev=...)``: the ``'ffn'``-scope block above, returns
+  ``(out, mask)`` on the full grid;
+* ``forward_merging(x, hw)``: the merging block of a ``'stage'``-scope
+  stage, returns ``(Z~ + FFN(LN(Z~)), MergedStage)`` on the merged grid
+  (:meth:`LTMBlockMixin.merging_output`), or ``(out, None)`` on the full grid
+  when the grid is too small to merge;
+* ``forward_whole(x, hw)``: the base block, whole, on the grid ``hw`` (the
+  merged grid after the merger); its mask module does not run
+  (:meth:`LTMBlockMixin.whole_output`).
 """
 from typing import Optional, Tuple, Type, TypeVar
 
@@ -35,6 +48,7 @@ import torch
 import torch.nn as nn
 
 from mmltm.ops import MergeMask
+from .merge_scope import MergedStage
 
 __all__ = ['ffn_residual_branch', 'reclass', 'tie_unused_parameters',
            'LTMBlockMixin', 'NOT_RECORDED']
@@ -131,3 +145,17 @@ class LTMBlockMixin:
         if self.record_mask:
             self.last_mask = mask
         return out, mask
+
+    def merging_output(self, out: torch.Tensor, stage: MergedStage
+                       ) -> Tuple[torch.Tensor, MergedStage]:
+        """``(out, stage)``, the return value of ``forward_merging`` when the
+        block merged: ``out`` is the merged stream, ``stage`` what the
+        stage needs to unmerge it (``stage.mask`` is recorded)."""
+        if self.record_mask:
+            self.last_mask = stage.mask
+        return out, stage
+
+    def whole_output(self, out: torch.Tensor) -> torch.Tensor:
+        """The return value of ``forward_whole``: the block's mask module did
+        not run (tied into ``out`` in training; ``None`` recorded)."""
+        return self.block_output(out, None)[0]

@@ -11,6 +11,11 @@ The ``E`` extra tokens (a class token) are never merged; they run through
 the same FFN call as the merged patch tokens (one Linear on ``E + N'``
 tokens, which is also what the FLOP counter sees). On a grid too small to
 merge the layer runs mmpretrain's own forward.
+
+In ``merge_scope='stage'`` (:mod:`.merge_scope`) the merging layer hands on
+``X~ + D`` (``E + N'`` tokens) and the layers after it run mmpretrain's own
+forward on those ``E + N'`` tokens: global attention needs no grid, so the
+merged tokens of every merge mode (ToMe's too) can go on.
 """
 from typing import Callable, Iterable, Optional, Tuple
 
@@ -21,6 +26,7 @@ from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLay
 
 from mmltm.ops import MergeMask, unmerge_add
 from .ltm_block import LTMBlockMixin, ffn_residual_branch
+from .merge_scope import MergedStage
 
 __all__ = ['LTMTransformerEncoderLayer', 'convert_encoder_layers']
 
@@ -55,6 +61,31 @@ class LTMTransformerEncoderLayer(LTMBlockMixin, TransformerEncoderLayer):
         out_patches = unmerge_add(patches, delta[:, num_extra_tokens:], mask)
         out = torch.cat([extra + delta[:, :num_extra_tokens], out_patches], dim=1)
         return self.block_output(out, mask)
+
+    def forward_merging(self, x: torch.Tensor, hw: Tuple[int, int],
+                        num_extra_tokens: int = 0
+                        ) -> Tuple[torch.Tensor, Optional[MergedStage]]:
+        """The merging layer of ``merge_scope='stage'``: ``(X~ + D, stage)``,
+        ``E + N'`` tokens; ``(out, None)`` (full, mmpretrain's forward) when
+        the grid is too small to merge."""
+        hw = (int(hw[0]), int(hw[1]))
+        if self.token_merger.is_identity(hw):
+            return self.block_output(super().forward(x), None)
+        z = x + self.attn(self.ln1(x))
+        extra, patches = z[:, :num_extra_tokens], z[:, num_extra_tokens:]
+        mask, merged = self.token_merger.merge(patches, hw, None)
+        x_merged = torch.cat([extra, merged], dim=1)
+        out = x_merged + ffn_residual_branch(self.ffn, self.ln2(x_merged))
+        return self.merging_output(out, MergedStage(patches, merged, mask, num_extra_tokens))
+
+    def forward_whole(self, x: torch.Tensor, hw: Tuple[int, int],
+                      num_extra_tokens: int = 0) -> torch.Tensor:
+        """mmpretrain's forward on ``x`` (``E + h*w`` tokens, ``hw`` the
+        full or the merged grid); the mask module does not run."""
+        if x.shape[1] != num_extra_tokens + int(hw[0]) * int(hw[1]):
+            raise ValueError(f'{type(self).__name__}.forward_whole: {x.shape[1]} tokens are '
+                             f'not {num_extra_tokens} extra tokens + a {hw[0]}x{hw[1]} grid')
+        return self.whole_output(super().forward(x))
 
 
 def convert_encoder_layers(layers: Iterable[nn.Module],
