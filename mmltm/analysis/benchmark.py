@@ -165,8 +165,14 @@ def run_benchmark(config: str, baseline: Optional[str] = None,
                     log(f"[{p} {size_str(hw)} b{batch}] {names[role]}: "
                         f"{rec['flops'] / 1e9:.3f} GFLOPs/img, {fmt_ms(rec['latency'])} ms")
                 if 'baseline' in cell:
-                    ratios += [ratio_row(p, size_str(hw), batch, cell[role], cell['baseline'],
-                                         role) for role in measured]
+                    for role in measured:  # logged now: a long run may not reach the end
+                        r = ratio_row(p, size_str(hw), batch, cell[role], cell['baseline'], role)
+                        ratios.append(r)
+                        q = r['paired_latency_ratio']
+                        log(f"[{p} {size_str(hw)} b{batch}] {role} / baseline: FLOPs "
+                            f"{r['flops_ratio']:.3f}, latency {r['latency_ratio']:.3f}, paired "
+                            f"{q['median']:.3f} [{q['q1']:.3f}-{q['q3']:.3f}], paired / FLOPs "
+                            f"{r['paired_over_flops']:.3f}")
     overhead_rows, bounds = [], []
     if overhead:
         lead = measured[0]

@@ -10,10 +10,8 @@ scope: ``compression_ratio=None``), ``tome@0.6`` (ToMe's matching at ratio
 """
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-#: the merge scopes of the LTM backbones (``merge_scope``): ``'ffn'`` merges
-#: for the FFN only, ``'stage'`` runs the blocks after a stage's first merge
-#: on the merged grid
-MERGE_SCOPES = ('ffn', 'stage')
+from mmltm.models.layers.merge_scope import MERGE_SCOPES  # 'ffn', 'stage'
+
 #: the ``RATIO`` that means "the backbone's own default"
 DEFAULT_RATIO = 'default'
 
@@ -47,7 +45,7 @@ def parse_variant(text: str) -> Variant:
 
     Args:
         text: ``MODE`` one of :data:`mmltm.ops.MERGE_MODES`, ``SCOPE`` one of
-            :data:`MERGE_SCOPES`, ``RATIO`` a compression ratio in (0, 1] or
+            :data:`mmltm.models.layers.merge_scope.MERGE_SCOPES`, ``RATIO`` a compression ratio in (0, 1] or
             ``'default'``.
     """
     from mmltm.ops import MERGE_MODES, check_compression_ratio
