@@ -66,3 +66,48 @@ def part_flops(model: nn.Module, part: str, data: Dict) -> int:
 def part_params(model: nn.Module, part: str) -> int:
     """Parameters of the backbone or of the whole model."""
     return count_params(part_module(model, part))
+
+
+def flops_breakdown(model: nn.Module, data: Dict) -> Dict[str, int]:
+    """FLOPs of one image (the first of ``data``) through the whole model in
+    ``mode='tensor'``, split by the model's top-level modules (``backbone``,
+    ``neck``, ``rpn_head``, ``roi_head``, ``decode_head``, ...), with
+    ``'other'`` for what runs outside them and ``'total'``."""
+    from mmengine.analysis import FlopAnalyzer
+    wrapper = TensorMode(model, data['data_samples'][:1])
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(wrapper, (data['inputs'][:1], ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        by_module = analyzer.by_module()
+        total = int(analyzer.total())
+    out = {name: int(by_module.get(f'model.{name}', 0)) for name, _ in model.named_children()
+           if name != 'data_preprocessor'}
+    out = {name: n for name, n in out.items() if n}
+    out['other'] = total - sum(out.values())
+    out['total'] = total
+    return out
+
+
+def amdahl_bound(share: float, part_ratio: float) -> Dict[str, float]:
+    """What shrinking one part of a model can give the whole (Amdahl's law,
+    in FLOPs).
+
+    Args:
+        share: the part's share of the whole model's FLOPs, in [0, 1].
+        part_ratio: the part's FLOPs after / before (e.g. the LTM backbone's
+            FLOPs ratio), >= 0.
+
+    Returns:
+        ``whole_ratio = 1 - share * (1 - part_ratio)``, ``speedup = 1 /
+        whole_ratio`` (the largest end-to-end speed-up at that part ratio,
+        if time fell with FLOPs) and ``free_speedup = 1 / (1 - share)``
+        (the part costing nothing; ``inf`` for share 1).
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f'share={share!r} must lie in [0, 1]')
+    if part_ratio < 0:
+        raise ValueError(f'part_ratio={part_ratio!r} must be >= 0')
+    whole = 1 - share * (1 - part_ratio)
+    return dict(whole_ratio=whole, speedup=1 / whole if whole > 0 else float('inf'),
+                free_speedup=1 / (1 - share) if share < 1 else float('inf'))

@@ -32,29 +32,33 @@ def fmt_opt(value: Optional[float], spec: str = '.3f', missing: str = '-') -> st
 # --------------------------------------------------------------------------
 def measurement_table(records: List[Dict]) -> str:
     """One row per (part, size, batch, model): params, FLOPs, latency,
-    memory, detections."""
+    memory, detections, and the first (untimed) call, which compiles under
+    ``torch.compile``."""
     header = ['part', 'size', 'batch', 'model', 'params (M)', 'GFLOPs/img',
-              'latency ms, median [IQR]', 'ms/img', 'peak mem (MB)', 'dets']
+              'latency ms, median [IQR]', 'ms/img', 'peak mem (MB)', 'dets', 'first call (s)']
     return md_table(header, [
         [r['part'], r['size'], r['batch'], r['name'], f"{r['params'] / 1e6:.2f}",
          f"{r['flops'] / 1e9:.3f}", fmt_ms(r['latency']),
          f"{r['latency']['median_ms'] / r['batch']:.1f}", fmt_mb(r['peak_mem_bytes']),
-         fmt_opt(r.get('detections'), 'd')]
+         fmt_opt(r.get('detections'), 'd'), fmt_opt(r.get('first_call_s'), '.2f')]
         for r in records])
 
 
 def ratio_table(ratios: List[Dict]) -> str:
-    """One row per (part, size, batch): model / baseline ratios."""
-    header = ['part', 'size', 'batch', 'FLOPs ratio', 'latency ratio (medians)',
+    """One row per (part, size, batch, model measured): model / baseline
+    ratios; "/ FLOPs ratio" is a latency ratio over the FLOPs ratio (1: the
+    compute-bound limit), "speed-up" is 1 / the paired median."""
+    header = ['part', 'size', 'batch', 'model', 'FLOPs ratio', 'latency ratio (medians)',
               'paired latency ratio, median [IQR]', 'latency ratio / FLOPs ratio',
-              'memory ratio']
+              'paired / FLOPs ratio', 'speed-up', 'memory ratio']
     rows = []
     for r in ratios:
         p = r['paired_latency_ratio']
-        rows.append([r['part'], r['size'], r['batch'], f"{r['flops_ratio']:.3f}",
-                     f"{r['latency_ratio']:.3f}",
+        rows.append([r['part'], r['size'], r['batch'], r.get('model', 'ltm'),
+                     f"{r['flops_ratio']:.3f}", f"{r['latency_ratio']:.3f}",
                      f"{p['median']:.3f} [{p['q1']:.3f}-{p['q3']:.3f}]",
-                     f"{r['latency_over_flops']:.3f}", fmt_opt(r['memory_ratio'])])
+                     f"{r['latency_over_flops']:.3f}", f"{r['paired_over_flops']:.3f}",
+                     f"{r['speedup']:.3f}x", fmt_opt(r['memory_ratio'])])
     return md_table(header, rows)
 
 
@@ -111,7 +115,10 @@ def benchmark_report(result: Dict) -> str:
             + (' Detector heads fixed (--fix-proposals): no NMS (sort only), R-CNN '
                'score_thr 0, so both models run their heads on max_per_img '
                'proposals/detections.'
-               if result.get('fixed_proposals') else ''))
+               if result.get('fixed_proposals') else '')
+            + (' Timed under torch.compile (first call = compilation, in the "first call" '
+               'column; FLOPs and memory of the eager models).'
+               if result.get('compiled') else ''))
     out = [head, '', markdown_tables(result['records'], result['ratios'])]
     if result['overhead']:
         out += ['', 'Mask module + merge + unmerge vs FFN, first merging block of each grid '
@@ -131,14 +138,22 @@ def benchmark_report(result: Dict) -> str:
 # sweep_ratio.py
 # --------------------------------------------------------------------------
 def sweep_table(rows: List[Dict]) -> str:
-    """Rows of :func:`~.sweep.sweep_ratios`."""
-    header = ['mode', 'ratio', 'params (M)', 'GFLOPs/img', 'FLOPs rel.',
-              'latency ms, median [IQR]', 'latency rel.']
-    return md_table(header, [
-        [r['mode'], f"{r['compression_ratio']:.2f}", f"{r['params'] / 1e6:.2f}",
-         f"{r['gflops']:.3f}", f"{r['flops_rel']:.3f}",
-         f"{r['latency_ms']:.1f} [{r['q1_ms']:.1f}-{r['q3_ms']:.1f}]", f"{r['latency_rel']:.3f}"]
-        for r in rows])
+    """Rows of :func:`~.sweep.sweep_ratios` (relative: to the baseline row
+    if there is one, else to the series' largest ratio); "latency / FLOPs"
+    is the paired latency ratio over the FLOPs ratio (1: compute-bound)."""
+    header = ['series', 'ratio', 'params (M)', 'GFLOPs/img', 'FLOPs rel.',
+              'latency ms, median [IQR]', 'latency rel.', 'paired rel., median [IQR]',
+              'latency / FLOPs']
+    out = []
+    for r in rows:
+        paired = ('-' if r.get('paired_rel') is None else
+                  f"{r['paired_rel']:.3f} [{r['paired_q1']:.3f}-{r['paired_q3']:.3f}]")
+        out.append([r.get('series', r.get('mode')), fmt_opt(r['compression_ratio'], '.2f'),
+                     f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.3f}", f"{r['flops_rel']:.3f}",
+                     f"{r['latency_ms']:.1f} [{r['q1_ms']:.1f}-{r['q3_ms']:.1f}]",
+                     f"{r['latency_rel']:.3f}", paired,
+                     fmt_opt(r['paired_rel'] / r['flops_rel'] if r.get('paired_rel') else None)])
+    return md_table(header, out)
 
 
 # --------------------------------------------------------------------------
@@ -182,4 +197,27 @@ def dense_flops_table(results: List[Dict]) -> str:
             rows.append([r['name'], f'{h}x{w} ({ph}x{pw})', part,
                          f"{r[f'ltm_{part}_params']:.2f}", f'{b:.2f}', f'{l:.2f}',
                          f'{l / b:.3f}', fmt_opt(r['ltm_ratio'], 'g', '—')])
+    return md_table(header, rows)
+
+
+def breakdown_table(results: List[Dict]) -> str:
+    """The backbone's share of dense models' FLOPs and what it bounds
+    (:func:`~.flops.amdahl_bound`): ``results`` as ``get_flops.py --dense
+    --breakdown`` measures them (``baseline_breakdown`` in FLOPs,
+    ``ltm_backbone_flops`` / ``baseline_backbone_flops`` and the model
+    FLOPs in G, ``bound``)."""
+    header = ['model', 'input (padded)', 'baseline GFLOPs by part', 'backbone share',
+              'LTM backbone FLOPs ratio', 'whole-model ratio, Amdahl', 'whole-model ratio, '
+              'counted', 'max end-to-end speed-up at that ratio', 'with a free backbone']
+    rows = []
+    for r in results:
+        (h, w), (ph, pw) = r['size'], r['ltm_input']
+        parts = ', '.join(f'{k} {v / 1e9:.4g}' for k, v in r['baseline_breakdown'].items()
+                          if k != 'total' and (v or k != 'other'))
+        b = r['bound']
+        rows.append([r['name'], f'{h}x{w} ({ph}x{pw})', parts, f"{r['backbone_share']:.3f}",
+                     f"{r['ltm_backbone_flops'] / r['baseline_backbone_flops']:.3f}",
+                     f"{b['whole_ratio']:.3f}",
+                     f"{r['ltm_model_flops'] / r['baseline_model_flops']:.3f}",
+                     f"{b['speedup']:.3f}x", f"{b['free_speedup']:.2f}x"])
     return md_table(header, rows)

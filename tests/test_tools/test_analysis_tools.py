@@ -84,15 +84,16 @@ def test_benchmark_tables_have_the_documented_cells():
     rec = dict(part='backbone', size='224x224', batch=2, name='ltm', params=28.29e6,
                flops=3.7256e9, latency=dict(median_ms=100.0, q1_ms=90.0, q3_ms=110.0),
                peak_mem_bytes=50 * 2**20, detections=None)
-    ratio = dict(part='backbone', size='224x224', batch=2, flops_ratio=0.8265,
+    ratio = dict(part='backbone', size='224x224', batch=2, model='ltm', flops_ratio=0.8265,
                  latency_ratio=0.9, paired_latency_ratio=dict(median=0.91, q1=0.88, q3=0.95),
-                 latency_over_flops=0.9 / 0.8265, memory_ratio=None)
+                 latency_over_flops=0.9 / 0.8265, paired_over_flops=0.91 / 0.8265,
+                 speedup=1 / 0.91, memory_ratio=None)
     lines = tables.markdown_tables([rec], [ratio]).splitlines()
     assert lines[0].startswith('| part | size | batch | model | params (M) | GFLOPs/img |')
     assert lines[2] == '| backbone | 224x224 | 2 | ltm | 28.29 | 3.726 | 100.0 [90.0-110.0] ' \
-        '| 50.0 | 50 | - |'
-    assert lines[6] == '| backbone | 224x224 | 2 | 0.827 | 0.900 | 0.910 [0.880-0.950] ' \
-        '| 1.089 | - |'
+        '| 50.0 | 50 | - | - |'
+    assert lines[6] == '| backbone | 224x224 | 2 | ltm | 0.827 | 0.900 | 0.910 [0.880-0.950] ' \
+        '| 1.089 | 1.101 | 1.099x | - |'
     assert tables.markdown_tables([rec], []) == '\n'.join(lines[:3])  # no ratio table
 
 
@@ -272,6 +273,144 @@ def test_sweep_rows_are_relative_to_the_largest_ratio_of_their_mode():
         dict(mode='tome', compression_ratio=0.6, gflops=1.0, latency_ms=4.0)])
     assert [(r['flops_rel'], r['latency_rel']) for r in rows] == \
         [(1.0, 1.0), (0.75, 0.8), (1.0, 1.0), (0.5, 0.8)]
+
+
+def test_parse_variant_gives_the_backbone_overrides():
+    from mmltm.analysis.variants import DEFAULT_RATIO, parse_variant, parse_variants
+    v = parse_variant('ltm/stage@default')
+    assert (v.name, v.mode, v.scope, v.ratio) == ('ltm/stage@default', 'ltm', 'stage',
+                                                  DEFAULT_RATIO)
+    assert v.cfg_options({'a.b': 1}) == {'a.b': 1, 'model.backbone.merge_mode': 'ltm',
+                                         'model.backbone.merge_scope': 'stage',
+                                         'model.backbone.compression_ratio': None}
+    assert parse_variant('tome@0.6').cfg_options() == {
+        'model.backbone.merge_mode': 'tome', 'model.backbone.compression_ratio': 0.6}
+    assert parse_variant('grid/ffn').cfg_options() == {
+        'model.backbone.merge_mode': 'grid', 'model.backbone.merge_scope': 'ffn'}
+    for bad, what in (('fast', "merge mode 'fast'"), ('ltm/block', "merge scope 'block'"),
+                      ('ltm@1.5', "ratio '1.5'"), ('ltm@x', "ratio 'x'")):
+        with pytest.raises(ValueError, match=re.escape(what)):
+            parse_variant(bad)
+    with pytest.raises(ValueError, match='more than once'):
+        parse_variants(['ltm/ffn', 'tome', 'ltm/ffn'])
+
+
+def test_ratio_row_arithmetic_on_hand_computed_figures():
+    from mmltm.analysis.benchmark import ratio_row
+    a = dict(flops=80, times_s=[2.0, 4.0, 6.0], peak_mem_bytes=30)
+    b = dict(flops=100, times_s=[1.0, 2.0, 4.0], peak_mem_bytes=60)
+    r = ratio_row('backbone', '224x224', 8, a, b, 'ltm/stage')
+    # medians 4 / 2; per-round ratios 2, 2, 1.5 -> median 2, q1 1.75, q3 2
+    assert r['model'] == 'ltm/stage' and r['flops_ratio'] == pytest.approx(0.8)
+    assert r['latency_ratio'] == pytest.approx(2.0)
+    assert r['paired_latency_ratio'] == dict(median=pytest.approx(2.0),
+                                             q1=pytest.approx(1.75), q3=pytest.approx(2.0))
+    assert r['latency_over_flops'] == pytest.approx(2.5)
+    assert r['paired_over_flops'] == pytest.approx(2.5)
+    assert r['speedup'] == pytest.approx(0.5) and r['memory_ratio'] == pytest.approx(0.5)
+    row = tables.ratio_table([r]).splitlines()[2]
+    assert row == ('| backbone | 224x224 | 8 | ltm/stage | 0.800 | 2.000 | 2.000 [1.750-2.000] '
+                   '| 2.500 | 2.500 | 0.500x | 0.500 |')
+
+
+def test_amdahl_bound_on_hand_computed_figures():
+    from mmltm.analysis.flops import amdahl_bound
+    b = amdahl_bound(0.25, 0.8)
+    assert b['whole_ratio'] == pytest.approx(0.95)  # 1 - 0.25 * 0.2
+    assert b['speedup'] == pytest.approx(1 / 0.95)
+    assert b['free_speedup'] == pytest.approx(4 / 3)
+    assert amdahl_bound(1.0, 0.5) == dict(whole_ratio=0.5, speedup=2.0,
+                                          free_speedup=float('inf'))
+    with pytest.raises(ValueError, match='share=1.5'):
+        amdahl_bound(1.5, 0.8)
+
+
+class _Detectorish(nn.Module):
+    """backbone (conv), neck (linear), head (linear on 4 of the neck's
+    outputs), and a flatten outside any child: FLOPs known by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 4, 3, bias=False)
+        self.neck = nn.Linear(4 * 8 * 8, 16)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, inputs, data_samples, mode='tensor'):
+        z = self.neck(self.backbone(inputs).flatten(1))
+        return self.head(z[:, :4]) @ torch.ones(2, 3)  # a matmul outside the children
+
+
+def test_flops_breakdown_splits_a_known_model_and_gives_the_share():
+    from mmltm.analysis.flops import amdahl_bound, flops_breakdown
+    model = _Detectorish()
+    split = flops_breakdown(model, dict(inputs=torch.randn(2, 3, 10, 10),
+                                        data_samples=['a', 'b']))
+    hand = dict(backbone=8 * 8 * 4 * 27, neck=256 * 16, head=4 * 2, other=2 * 3)
+    assert split == dict(hand, total=sum(hand.values()))  # one image: the first
+    share = split['backbone'] / split['total']
+    assert share == pytest.approx(6912 / 11022)
+    assert amdahl_bound(share, 0.5)['whole_ratio'] == pytest.approx(1 - 3456 / 11022)
+
+
+def _sweep_rows():
+    """Hand-made sweep rows: two series and a baseline, with per-round times."""
+    def row(series, ratio, gflops, times):
+        return dict(series=series, mode=series.split('/')[0], scope=None,
+                    compression_ratio=ratio, params=1e6, gflops=gflops,
+                    latency_ms=1e3 * float(np.median(times)),
+                    q1_ms=1e3 * float(np.percentile(times, 25)),
+                    q3_ms=1e3 * float(np.percentile(times, 75)), times_s=times)
+    return [row('ltm/ffn', 0.9, 0.9, [0.95, 1.9, 2.85]), row('ltm/ffn', 0.5, 0.7, [0.9, 1.6, 2.4]),
+            row('ltm/stage', 0.9, 0.8, [0.8, 1.7, 2.4]), row('ltm/stage', 0.5, 0.5, [0.6, 1.0, 1.6])]
+
+
+def test_sweep_relative_to_a_baseline_uses_paired_ratios():
+    rows = _sweep_rows()
+    base = dict(series='baseline', compression_ratio=None, gflops=1.0, latency_ms=2000.0,
+                times_s=[1.0, 2.0, 3.0])
+    relative_to_unmerged(rows, base)
+    r = rows[3]  # ltm/stage at 0.5: per-round 0.6, 0.5, 0.5333
+    assert r['flops_rel'] == pytest.approx(0.5)
+    assert r['latency_rel'] == pytest.approx(1000.0 / 2000.0)
+    assert r['paired_rel'] == pytest.approx(1.6 / 3)
+    assert r['paired_q1'] == pytest.approx((0.5 + 1.6 / 3) / 2)
+    assert r['paired_q3'] == pytest.approx((0.6 + 1.6 / 3) / 2)
+    line = tables.sweep_table([r]).splitlines()[2]
+    assert line == ('| ltm/stage | 0.50 | 1.00 | 0.500 | 0.500 | 1000.0 [800.0-1300.0] | 0.500 '
+                    '| 0.533 [0.517-0.567] | 1.067 |')
+
+
+def test_sweep_figure_draws_the_compute_bound_line_and_one_series_each():
+    from mmltm.analysis.sweep import LIMIT_LABEL, sweep_figure
+    rows = _sweep_rows()
+    base = dict(series='baseline', compression_ratio=None, params=1e6, gflops=1.0,
+                latency_ms=2000.0, q1_ms=1500.0, q3_ms=2500.0, times_s=[1.0, 2.0, 3.0])
+    relative_to_unmerged(rows, base)
+    rows.append(dict(base, flops_rel=1.0, latency_rel=1.0, paired_rel=1.0, paired_q1=1.0,
+                     paired_q3=1.0))
+    fig = sweep_figure(rows, 'title')
+    ax = fig.axes[0]
+    [limit] = [line for line in ax.get_lines() if line.get_label() == LIMIT_LABEL]
+    x, y = np.asarray(limit.get_xdata(), float), np.asarray(limit.get_ydata(), float)
+    np.testing.assert_array_equal(x, y)  # the line y = x
+    values = [r['flops_rel'] for r in rows] + [r['paired_rel'] for r in rows]
+    assert x.min() < min(values) and x.max() > max(values)  # spans every point
+    # one series per scope (the baseline is the reference, not a series),
+    # each at its FLOPs ratios with its paired latency ratios
+    handles, labels = ax.get_legend_handles_labels()
+    assert sorted(labels) == sorted(['ltm/ffn', 'ltm/stage', LIMIT_LABEL])
+    for name in ('ltm/ffn', 'ltm/stage'):
+        [series] = [c for c in ax.containers if c.get_label() == name]
+        rs = sorted((r for r in rows if r['series'] == name),
+                    key=lambda r: r['compression_ratio'])
+        line = series.lines[0]
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), float),
+                                   [r['flops_rel'] for r in rs])
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), float),
+                                   [r['paired_rel'] for r in rs])
+    assert 'vs the baseline' in ax.get_xlabel()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
 
 
 def test_import_mmltm_does_not_import_the_analysis_library():
@@ -509,6 +648,65 @@ def test_benchmark_detector_backbone_and_predict():
     assert diff_model == diff_backbone
 
 
+def _has_merge_scope():
+    import inspect
+
+    from mmltm.models.backbones import LTMSwinTransformer
+    return 'merge_scope' in inspect.signature(LTMSwinTransformer.__init__).parameters
+
+
+def test_benchmark_variants_each_against_the_baseline(capsys):
+    """Variants of one config, interleaved with the baseline in one run:
+    one record per variant with the FLOPs of a model built independently
+    with the variant's overrides, and one ratio row per variant computed
+    from the raw times of the same cell."""
+    from mmltm.analysis.flops import part_flops
+    from mmltm.analysis.models import build_model, load_config, make_batch
+    variants = ['ltm', 'tome@0.6'] + (['ltm/ffn', 'ltm/stage'] if _has_merge_scope() else [])
+    result = _tool('benchmark')['main']([
+        CLS_LTM, '--baseline', CLS_BASE, '--variants', *variants, '--sizes', '64', '--runs',
+        '2', '--warmup', '0', '--threads', '1', '--memory', 'none', '--part', 'backbone'])
+    text = capsys.readouterr().out
+    assert result['variants'] == variants
+    recs = {r['role']: r for r in result['records']}
+    assert list(recs) == variants + ['baseline']
+    overrides = {'ltm': {}, 'tome@0.6': {'model.backbone.merge_mode': 'tome',
+                                         'model.backbone.compression_ratio': 0.6},
+                 'ltm/ffn': {'model.backbone.merge_scope': 'ffn'},
+                 'ltm/stage': {'model.backbone.merge_scope': 'stage'}}
+    for name in variants:
+        model = build_model(load_config(CLS_LTM, overrides[name]))
+        flops = part_flops(model, 'backbone', make_batch(model, (64, 64), 1))
+        assert recs[name]['flops'] == flops, name
+        assert recs[name]['name'] == f'ltm_swin_t_in1k_toy [{name}]'
+        assert recs[name]['first_call_s'] > 0
+    assert recs['tome@0.6']['flops'] < recs['baseline']['flops']
+    if _has_merge_scope():  # 'ffn' is the config's block as it was
+        assert recs['ltm/ffn']['flops'] == recs['ltm']['flops']
+    assert [r['model'] for r in result['ratios']] == variants
+    base = recs['baseline']
+    for r in result['ratios']:
+        a = recs[r['model']]
+        assert r['flops_ratio'] == pytest.approx(a['flops'] / base['flops'])
+        per_round = np.asarray(a['times_s']) / np.asarray(base['times_s'])
+        assert r['paired_latency_ratio']['median'] == pytest.approx(np.median(per_round))
+        assert r['paired_over_flops'] == pytest.approx(np.median(per_round) / r['flops_ratio'])
+        assert r['speedup'] == pytest.approx(1 / np.median(per_round))
+        assert f"| backbone | 64x64 | 1 | {r['model']} | {r['flops_ratio']:.3f} |" in text
+    with pytest.raises(SystemExit):
+        _tool('benchmark')['parse_args']([CLS_LTM, '--variants', 'ltm/everything'])
+
+
+def test_benchmark_compile_wrap_passes_dynamic(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, 'compile', lambda module, dynamic=None: seen.append(dynamic)
+                        or module)
+    wrap = _tool('benchmark')['compile_wrap']
+    lin = nn.Linear(2, 2)
+    assert wrap('false')(lin) is lin and wrap('true')(lin) is lin and wrap('auto')(lin) is lin
+    assert seen == [False, True, None]
+
+
 def test_peak_memory_measures_a_known_allocation():
     """A 64 MiB tensor measures as 64 MiB, in a fresh process with the
     environment the library gives its CPU memory probes (in this long-lived
@@ -566,6 +764,35 @@ def test_sweep_ratio_writes_csv_and_png(tmp_path, capsys):
         sweep['parse_args']([CLS_LTM, '--ratios', '1.5'])
 
 
+def test_sweep_ratio_series_against_a_baseline(tmp_path, capsys):
+    from mmltm.analysis.sweep import LIMIT_LABEL
+    series = ['ltm', 'tome'] + (['ltm/stage'] if _has_merge_scope() else [])
+    rows = _tool('sweep_ratio')['main']([
+        CLS_LTM, '--baseline', CLS_BASE, '--series', *series, '--ratios', '1.0', '0.6',
+        '--size', '64', '--runs', '2', '--warmup', '0', '--threads', '1',
+        '--out-dir', str(tmp_path)])
+    text = capsys.readouterr().out
+    with open(tmp_path / 'sweep.csv') as f:
+        table = list(csv.DictReader(f))
+    assert [(r['series'], r['compression_ratio']) for r in table] == \
+        [(s, c) for s in series for c in ('1.0', '0.6')] + [('baseline', '')]
+    base = rows[-1]
+    assert base['series'] == 'baseline' and base['flops_rel'] == 1.0
+    for row in rows[:-1]:  # relative to the baseline, paired within the one run
+        assert row['flops_rel'] == pytest.approx(row['gflops'] / base['gflops'])
+        assert row['paired_rel'] == pytest.approx(
+            np.median(np.asarray(row['times_s']) / np.asarray(base['times_s'])))
+        assert f"| {row['series']} | {row['compression_ratio']:.2f} |" in text
+    # ratio 1.0 merges nothing: the same FLOPs as the baseline (the toy
+    # baseline is the LTM backbone at ratio 1)
+    assert all(r['gflops'] == base['gflops'] for r in rows if r['compression_ratio'] == 1.0)
+    png = tmp_path / 'sweep.png'
+    assert png.read_bytes()[:4] == b'\x89PNG'
+    with pytest.raises(SystemExit):
+        _tool('sweep_ratio')['parse_args']([CLS_LTM, '--series', 'ltm@0.5'])
+    assert LIMIT_LABEL == 'y = x (compute-bound limit)'
+
+
 def test_visualize_merging_draws_targets_and_heat_map(tmp_path, capsys):
     import cv2
     vis = _tool('visualize_merging')
@@ -616,6 +843,36 @@ def test_get_flops_dense_table_on_toy_pairs():
     assert (f"| toy_mask_rcnn | 64x90 (64x96) | backbone | {r['ltm_backbone_params']:.2f} "
             f"| {b:.2f} | {l:.2f} | {l / b:.3f} | 0.7 |") in table
     assert '| toy_mask_rcnn | 64x90 (64x96) | model |' in table
+
+
+def test_get_flops_breakdown_gives_the_backbone_share_and_bound(capsys):
+    """--dense --breakdown on the toy Mask R-CNN pair: the parts add up to
+    the whole, the backbone part is the backbone counted alone, and the
+    Amdahl whole-model ratio equals the counted one (the heads do the same
+    work with --fix-proposals' settings)."""
+    get_flops = _tool('get_flops')
+    get_flops['DENSE_ROWS']['toy_mask_rcnn'] = (
+        'toy/mask_rcnn_swin_t_toy', 'toy/mask_rcnn_ltm_swin_t_toy', (64, 90))
+    r = get_flops['measure_dense']('toy_mask_rcnn', None, True)
+    split = r['baseline_breakdown']
+    assert set(split) == {'backbone', 'neck', 'rpn_head', 'roi_head', 'other', 'total'}
+    assert sum(v for k, v in split.items() if k != 'total') == split['total']
+    assert split['backbone'] / 1e9 == pytest.approx(r['baseline_backbone_flops'], rel=1e-12)
+    assert r['backbone_share'] == pytest.approx(split['backbone'] / split['total'])
+    ratio = r['ltm_backbone_flops'] / r['baseline_backbone_flops']
+    b = r['bound']
+    assert b['whole_ratio'] == pytest.approx(r['ltm_model_flops'] / r['baseline_model_flops'],
+                                             rel=1e-9)
+    assert b['speedup'] == pytest.approx(1 / (1 - r['backbone_share'] * (1 - ratio)))
+    assert b['free_speedup'] == pytest.approx(1 / (1 - r['backbone_share']))
+    row = get_flops['breakdown_table']([r]).splitlines()[2]
+    assert row.startswith(f"| toy_mask_rcnn | 64x90 (64x96) | backbone {split['backbone'] / 1e9:.4g}"
+                          f", neck ")
+    assert row.endswith(f"| {r['backbone_share']:.3f} | {ratio:.3f} | {b['whole_ratio']:.3f} | "
+                        f"{b['whole_ratio']:.3f} | {b['speedup']:.3f}x | "
+                        f"{b['free_speedup']:.2f}x |")
+    with pytest.raises(SystemExit):
+        get_flops['parse_args'](['--breakdown'])
 
 
 def test_get_flops_one_config(capsys):

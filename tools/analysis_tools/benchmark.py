@@ -31,9 +31,9 @@ and the model of ``--baseline``:
 of the mask module + merge and of unmerge + residual add against the FFN time
 they save, per grid, and an estimate of the best latency ratio merging can
 reach: the baseline's time share in the parts that run on merged tokens,
-measured inside whole forwards (``mmltm.analysis.overhead.merging_bound``). ``--compile`` times both
-models under ``torch.compile`` (compilation happens in the warm-up runs,
-so give ``--warmup`` >= 1). ``--kernels off``
+measured inside whole forwards (``mmltm.analysis.overhead.merging_bound``). ``--compile`` times every
+model under ``torch.compile`` (the first, untimed call compiles; its time
+is printed as "first call"). ``--kernels off``
 runs the LTM mask module in its PyTorch reference code instead of mmltm's
 compiled CPU kernels.
 
@@ -41,7 +41,15 @@ The measuring code is the library :mod:`mmltm.analysis` (this file is its
 command line). It prints a markdown table of the measurements and one of the ratios
 CONFIG / baseline (FLOPs, median latency, the median of the per-pair latency
 ratios with its IQR, and latency ratio / FLOPs ratio), and can write all of
-it as JSON. Random weights are used (no checkpoint is loaded): cost does not
+it as JSON. ``--variants`` measures several variants of CONFIG in the same
+interleaved run, each against the baseline: ``MODE[/SCOPE][@RATIO]``, e.g.
+``ltm/ffn ltm/stage@default tome`` (merge mode, ``merge_scope`` and
+``compression_ratio`` of the backbone; ``default`` is the backbone's own
+default ratio). The ratio table gives, per variant, the FLOPs ratio, the
+latency ratio of the medians, the median [IQR] of the per-round ratios,
+each latency ratio over the FLOPs ratio (1 is the compute-bound limit;
+issue 13's acceptance asks for <= 1.03) and the speed-up 1 / paired
+median. Random weights are used (no checkpoint is loaded): cost does not
 depend on the weights, except a detector's post-processing, which depends on
 how many boxes survive (the table gives the number of detections).
 
@@ -50,6 +58,13 @@ Example::
     python tools/analysis_tools/benchmark.py configs/mask_rcnn_ltm_swin_t_coco.py \\
         --baseline configs/mask_rcnn_swin_t_coco.py --sizes 224 800x1333 \\
         --batch 1 --runs 20 --threads 2 --part both
+
+    # both merge scopes and ToMe vs mmdet's Swin-T, whole Mask R-CNN
+    python tools/analysis_tools/benchmark.py \\
+        configs/ltm_swin/mask-rcnn_ltm-swin-t-p4-w7_fpn_1x_coco.py \\
+        --baseline configs/ltm_swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py \\
+        --variants ltm/ffn ltm/stage@default tome --sizes 800x1333 --part model \\
+        --fix-proposals --memory none
 """
 import argparse
 import json
@@ -88,9 +103,18 @@ def parse_args(argv=None):
     parser.add_argument('--kernels', choices=['auto', 'off'], default='auto',
                         help="auto: mmltm's compiled CPU kernels where they apply; off: "
                         'the PyTorch reference code only (MMLTM_FUSED_OPS=0)')
+    parser.add_argument('--variants', nargs='+', metavar='MODE[/SCOPE][@RATIO]',
+                        help='measure these variants of CONFIG, each against the baseline, '
+                        'all interleaved: merge mode (ltm, grid, tome), merge scope (ffn, '
+                        'stage) and compression ratio (a number or "default"), e.g. '
+                        'ltm/ffn ltm/stage@default tome (default: CONFIG as it is)')
     parser.add_argument('--compile', action='store_true',
-                        help='time both models under torch.compile (default inductor; the '
-                        'warm-up runs compile; FLOPs and memory are of the eager models)')
+                        help='time every model under torch.compile (default inductor; the '
+                        'first call compiles, its time is the "first call" column; FLOPs '
+                        'and memory are of the eager models)')
+    parser.add_argument('--compile-dynamic', choices=['auto', 'true', 'false'],
+                        default='auto', help="torch.compile's dynamic= (auto: None, "
+                        "torch's default)")
     parser.add_argument('--out-json', help='write all measurements to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of both configs, key=value')
@@ -99,13 +123,21 @@ def parse_args(argv=None):
         parser.error(f'--batch {args.batch}: batch sizes must be >= 1')
     if args.threads < 1:
         parser.error(f'--threads {args.threads} must be >= 1')
+    if args.variants:
+        from mmltm.analysis.variants import parse_variants
+        try:
+            parse_variants(args.variants)
+        except ValueError as err:
+            parser.error(f'--variants: {err}')
     return args
 
 
-def compile_wrap():
-    """``torch.compile`` as the ``wrap`` of :func:`run_benchmark`."""
+def compile_wrap(dynamic: str = 'auto'):
+    """``torch.compile`` (with ``dynamic`` ``'auto'`` -> None, ``'true'``,
+    ``'false'``) as the ``wrap`` of :func:`run_benchmark`."""
     import torch
-    return torch.compile
+    flag = {'auto': None, 'true': True, 'false': False}[dynamic]
+    return lambda module: torch.compile(module, dynamic=flag)
 
 
 def main(argv=None) -> Optional[Dict]:
@@ -117,7 +149,8 @@ def main(argv=None) -> Optional[Dict]:
         warmup=args.warmup, threads=args.threads, part=args.part, device=args.device,
         timer=args.timer, memory=args.memory, fix_proposals=args.fix_proposals,
         overhead=args.overhead, kernels=args.kernels, cfg_options=args.cfg_options,
-        wrap=compile_wrap() if args.compile else None)
+        wrap=compile_wrap(args.compile_dynamic) if args.compile else None,
+        variants=args.variants)
     print()
     print(benchmark_report(result))
     if args.out_json:

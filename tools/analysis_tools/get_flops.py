@@ -8,6 +8,7 @@ each model's paper resolution and prints a markdown table::
     python tools/analysis_tools/get_flops.py                 # every model
     python tools/analysis_tools/get_flops.py --models vit_s mobilevit_xs
     python tools/analysis_tools/get_flops.py --config configs/x.py --shape 224
+    python tools/analysis_tools/get_flops.py --dense --breakdown   # backbone share, Amdahl
 
 Counting convention: mmengine's ``FlopAnalyzer`` (what
 ``mmengine.analysis.get_model_complexity_info`` reports; fvcore-style) counts
@@ -25,7 +26,7 @@ import logging
 import os.path as osp
 import sys
 import warnings
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 # mmengine 0.10.7 imports pkg_resources, which warns on every import
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
@@ -36,10 +37,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmengine.logging import MMLogger  # noqa: E402
 
-from mmltm.analysis.flops import count_flops, count_params, part_flops, part_params  # noqa: E402
+from mmltm.analysis.flops import (amdahl_bound, count_flops, count_params,  # noqa: E402
+                                  flops_breakdown, part_flops, part_params)
 from mmltm.analysis.models import (build_model, compression_ratio,  # noqa: E402
                                    fix_detector_workload, load_config, make_batch)
-from mmltm.analysis.tables import dense_flops_table, paper_flops_table  # noqa: E402
+from mmltm.analysis.tables import (breakdown_table, dense_flops_table,  # noqa: E402
+                                   paper_flops_table)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -88,27 +91,52 @@ DENSE_ROWS: Dict[str, Tuple[str, str, Tuple[int, int]]] = {
                          (800, 1333)),
     'upernet_swin_t': ('upernet_swin_t_ade20k', 'upernet_ltm_swin_t_ade20k', (512, 512)),
     'upernet_swin_s': ('upernet_swin_s_ade20k', 'upernet_ltm_swin_s_ade20k', (512, 512)),
+    'mask_rcnn_vit_s': ('mask_rcnn_vit_s_coco', 'mask_rcnn_ltm_vit_s_coco', (800, 1333)),
+    'upernet_vit_s': ('upernet_vit_s_ade20k', 'upernet_ltm_vit_s_ade20k', (512, 512)),
 }
 
 
-def measure_dense(name: str) -> Dict[str, object]:
+def measure_dense(name: str, ltm_options: Optional[dict] = None,
+                  breakdown: bool = False) -> Dict[str, object]:
     """Backbone and whole-model FLOPs of a detection / segmentation pair at
     its dense input size. The whole model is counted in ``mode='tensor'``
     (as mmdet's/mmseg's get_flops) on the pre-processed (padded) input; a
     detector's RPN skips NMS so that both models' RoI heads count
-    ``max_per_img`` proposals (see ``mmltm.analysis.models.fix_detector_workload``)."""
+    ``max_per_img`` proposals (see ``mmltm.analysis.models.fix_detector_workload``).
+
+    Args:
+        name: a key of :data:`DENSE_ROWS`.
+        ltm_options: config overrides of the LTM model (e.g.
+            ``{'model.backbone.merge_scope': 'stage'}``).
+        breakdown: also split the baseline's whole-model FLOPs by top-level
+            module (``baseline_breakdown``), and give the backbone's share
+            and its Amdahl bound (``backbone_share``, ``bound``).
+    """
     base_cfg, ltm_cfg, hw = DENSE_ROWS[name]
     out: Dict[str, object] = dict(name=name, size=hw)
     for key, cfg_name in (('baseline', base_cfg), ('ltm', ltm_cfg)):
-        cfg = load_config(osp.join(REPO, 'configs', cfg_name + '.py'))
+        cfg = load_config(osp.join(REPO, 'configs', cfg_name + '.py'),
+                          ltm_options if key == 'ltm' else None)
         fix_detector_workload(cfg)
         model = build_model(cfg)
         data = make_batch(model, hw, 1)
         out[f'{key}_input'] = tuple(data['inputs'].shape[-2:])
         for part in ('backbone', 'model'):
-            out[f'{key}_{part}_flops'] = part_flops(model, part, data) / 1e9
             out[f'{key}_{part}_params'] = part_params(model, part) / 1e6
+        out[f'{key}_backbone_flops'] = part_flops(model, 'backbone', data) / 1e9
+        if breakdown and key == 'baseline':
+            split = flops_breakdown(model, data)
+            out['baseline_breakdown'] = split
+            out['baseline_model_flops'] = split['total'] / 1e9
+        else:
+            out[f'{key}_model_flops'] = part_flops(model, 'model', data) / 1e9
         out[f'{key}_ratio'] = compression_ratio(model)
+    if breakdown:
+        split = out['baseline_breakdown']
+        share = split['backbone'] / split['total']
+        out['backbone_share'] = share
+        out['bound'] = amdahl_bound(
+            share, out['ltm_backbone_flops'] / out['baseline_backbone_flops'])
     return out
 
 
@@ -140,6 +168,7 @@ def measure(row: Row) -> Dict[str, object]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='Params / FLOPs of baseline and LTM classifiers next to '
         'the LTM paper (mmengine counter; MACs, as the paper)')
@@ -161,7 +190,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help='detection / segmentation pairs at their dense sizes instead of '
         'the classifier table (no names: the Swin-T pairs)')
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--breakdown',
+        action='store_true',
+        help='with --dense: the baseline\'s whole-model FLOPs by part, the '
+        'backbone\'s share and the largest end-to-end speed-up backbone '
+        'merging can give (Amdahl: 1 / (1 - share * (1 - backbone ratio)), '
+        'and 1 / (1 - share) for a free backbone)')
+    parser.add_argument(
+        '--ltm-options',
+        nargs='+',
+        action=DictAction,
+        help='with --dense: override settings of the LTM configs, key=value '
+        '(e.g. model.backbone.merge_scope=stage)')
+    args = parser.parse_args(argv)
+    if (args.breakdown or args.ltm_options) and args.dense is None:
+        parser.error('--breakdown and --ltm-options need --dense')
+    return args
 
 
 def main(argv=None) -> None:
@@ -176,10 +221,18 @@ def main(argv=None) -> None:
         return
     if args.dense is not None:
         names = args.dense or ['mask_rcnn_swin_t', 'upernet_swin_t']
-        print(dense_flops_table([measure_dense(name) for name in names]))
+        results = [measure_dense(name, args.ltm_options, args.breakdown) for name in names]
+        print(dense_flops_table(results))
+        if args.breakdown:
+            print()
+            print(breakdown_table(results))
         print('\nmmengine FlopAnalyzer, batch 1, FLOPs are MACs; whole model in '
               "mode='tensor' on the padded input; detectors: RPN without NMS so "
-              'both RoI heads count max_per_img proposals.')
+              'both RoI heads count max_per_img proposals.'
+              + (f' LTM overrides: {args.ltm_options}.' if args.ltm_options else '')
+              + (' Speed-ups are FLOPs bounds (Amdahl), not timings: what a '
+                 'whole model whose time fell with its FLOPs would gain.'
+                 if args.breakdown else ''))
         return
     names = args.models or list(ROWS)
     results = [measure(ROWS[name]) for name in names]
