@@ -190,7 +190,8 @@ def onnx_row(config: str = LATENCY_CASES[0][1], hw=(224, 224),
     t0 = time.perf_counter()
     with torch.no_grad(), fused.fused_ops(False):
         ref = model(x)
-        torch.onnx.export(model, (x, ), dynamo=True, opset_version=18).save(
+        # optimize=False: see tools/deployment/pytorch2onnx.py (a tiny eps dropped)
+        torch.onnx.export(model, (x, ), dynamo=True, opset_version=18, optimize=False).save(
             os.path.join(REPO, out))
     export_s = time.perf_counter() - t0
     sess = ort.InferenceSession(os.path.join(REPO, out), providers=['CUDAExecutionProvider'])

@@ -28,7 +28,8 @@ from typing import Dict, Tuple
 
 import torch
 
-__all__ = ['check_compression_ratio', 'plan_merge_grid', 'GridPlan', 'get_grid_plan']
+__all__ = ['check_compression_ratio', 'plan_merge_grid', 'GridPlan', 'get_grid_plan',
+           'pin_input_size']
 
 #: offsets (rows, cols) of the 3 x 3 neighbourhood of a cell, own cell first
 NEIGHBOUR_OFFSETS = tuple([(0, 0)] + [(di, dj) for di in (-1, 0, 1)
@@ -48,6 +49,36 @@ def check_compression_ratio(ratio: float, name: str = 'compression_ratio') -> fl
     return float(ratio)
 
 
+def _pinned(value):
+    """``value`` as a Python constant inside a ``torch.compile`` trace.
+
+    With ``dynamic=True`` (or a dimension marked dynamic) the token grid
+    ``h x w`` and the module's float ratio reach the plan code as symbolic
+    values. The merged grid is ``floor``/``ceil`` of ``sqrt(ratio) h``: as a
+    size expression it costs minutes of symbolic reasoning per block (the
+    first compile of a small LTM-Swin took 460 s) and the plan tensors get
+    symbolic shapes. Hashing a symbolic int or float makes dynamo specialise
+    it (a guard ``h == 16``), so the plan is built from constants: a new
+    input size costs exactly one recompilation, of one graph. Outside a
+    trace it returns ``value`` unchanged.
+    """
+    return next(iter({value}))
+
+
+def pin_input_size(x: torch.Tensor) -> Tuple[int, int]:
+    """Pin the height and width of ``x`` (a ``(B, C, H, W)`` image batch)
+    inside a ``torch.compile`` trace; ``(H, W)`` as Python ints.
+
+    A backbone that calls this first compiles one static graph per input
+    size also under ``dynamic=True``. Without it the grid is pinned at the
+    first merge (:func:`_pinned`), which gives the same count (one
+    recompilation per new size) but traces the layers before it, e.g.
+    mmdet's shifted-window padding, in symbolic sizes: 12x slower to trace
+    for a small LTM-Swin (about 170 s instead of 14 s here).
+    """
+    return _pinned(x.shape[-2]), _pinned(x.shape[-1])
+
+
 _MERGED_GRIDS: Dict[Tuple[int, int, float], Tuple[int, int]] = {}
 
 
@@ -61,18 +92,27 @@ def plan_merge_grid(h: int, w: int, ratio: float) -> Tuple[int, int]:
     fewest tokens first, then the aspect ratio closest to the input's, then
     the larger ``h'``.
     """
-    h, w = int(h), int(w)
-    if h < 1 or w < 1:
-        raise ValueError(f'token grid must be at least 1x1, got {h}x{w}')
-    key = (h, w, float(ratio))
-    found = _MERGED_GRIDS.get(key)
-    if found is not None:
-        return found
-    check_compression_ratio(ratio)
+    compiling = torch.compiler.is_dynamo_compiling()
+    if compiling:
+        h, w, ratio = _pinned(h), _pinned(w), _pinned(ratio)
+    else:
+        h, w = int(h), int(w)
+        if h < 1 or w < 1:
+            raise ValueError(f'token grid must be at least 1x1, got {h}x{w}')
+        key = (h, w, float(ratio))
+        found = _MERGED_GRIDS.get(key)
+        if found is not None:
+            return found
+        check_compression_ratio(ratio)
+    # inside a torch.compile trace: no cache (its lookups and mutation would
+    # guard or break the graph) and no ``isfinite`` (a graph break on a
+    # symbolic float); the mask module checked ``ratio`` when it was built
     target = math.ceil(ratio * h * w - 1e-9)
     side = math.sqrt(ratio) * h
+    low = max(1, min(h, math.floor(side)))
+    high = max(1, min(h, math.ceil(side)))
     candidates = [(h, w)]
-    for hh in sorted({max(1, min(h, math.floor(side))), max(1, min(h, math.ceil(side)))}):
+    for hh in ((low, ) if low == high else (low, high)):
         ww = max(1, math.ceil(target / hh))
         if ww <= w:
             candidates.append((hh, ww))
@@ -83,7 +123,7 @@ def plan_merge_grid(h: int, w: int, ratio: float) -> Tuple[int, int]:
         rank = (hh * ww, abs(hh / h - ww / w), -hh)
         if best_key is None or rank < best_key:
             best, best_key = (hh, ww), rank
-    if not torch.compiler.is_dynamo_compiling():  # no side effect in a traced frame
+    if not compiling:  # no side effect in a traced frame
         _MERGED_GRIDS[key] = best
     return best
 
@@ -202,6 +242,8 @@ def get_grid_plan(grid: Tuple[int, int], merged_grid: Tuple[int, int],
     Built once per ``(grid, merged_grid, device)`` and kept: a forward pass
     on a GPU does not copy the plan from the host in every block.
     """
+    if torch.compiler.is_dynamo_compiling():  # constants, see _pinned
+        grid, merged_grid = tuple(map(_pinned, grid)), tuple(map(_pinned, merged_grid))
     h, w = int(grid[0]), int(grid[1])
     hh, ww = int(merged_grid[0]), int(merged_grid[1])
     if not (1 <= hh <= h and 1 <= ww <= w):

@@ -112,21 +112,36 @@ def bipartite_soft_matching(x: torch.Tensor, hw: Tuple[int, int], num_keep: int,
     # result of a sample does not depend on the rest of the batch
     remove = torch.full((B, ), N - num_keep, dtype=torch.long, device=dev)
     slots = torch.arange(groups * S, device=dev)
+    # Traced (torch.compile / torch.export, e.g. for ONNX) the loop cannot
+    # stop on data (``remove``, the per-round k): it runs a fixed number of
+    # rounds (_static_rounds) with a fixed top-k, and masks what eager code
+    # would not do; a round with nothing to remove changes nothing (the
+    # compaction keeps the order of the live slots). Same result as eager,
+    # except that a tie of two scores at the k-th place may be broken the
+    # other way.
+    static = torch.compiler.is_compiling()
+    rounds = _static_rounds(N, groups, num_keep) if static else None
     first_round = True
-    while bool((remove > 0).any()):
+    while (rounds > 0) if static else bool((remove > 0).any()):
+        if static:
+            rounds -= 1
         # compact every group so its live tokens sit in its first slots, in
-        # their current order; the A/B split alternates over live tokens
-        order = (~valid).view(B, groups, S).to(torch.uint8).argsort(dim=-1, stable=True)
-        new_pos = torch.empty_like(order).scatter_(
-            -1, order, torch.arange(S, device=dev).expand_as(order))
+        # their current order (a stable sort of ~valid, written with cumsum
+        # so that it exports); the A/B split alternates over live tokens
+        live = valid.view(B, groups, S)
+        live_before = live.long().cumsum(-1)
+        dead_before = torch.arange(1, S + 1, device=dev) - live_before
+        new_pos = torch.where(live, live_before - 1, live_before[..., -1:] + dead_before - 1)
+        order = torch.empty_like(new_pos).scatter_(
+            -1, new_pos, torch.arange(S, device=dev).expand_as(new_pos))
         remap = (new_pos + torch.arange(groups, device=dev)[:, None] * S).view(B, -1)
         cur = remap.gather(1, cur)
         valid = _compact_valid(valid, order, groups, S)
         # features of the live tokens: the size-weighted mean of their
         # members; only its direction matters, so the sum will do. In the
         # first round every token is its own slot: a copy (no copy at all
-        # for global matching).
-        if first_round and groups * S == N and bool((slot0 == slots).all()):
+        # for global matching, whose layout is the identity).
+        if first_round and groups == 1:
             feats = x
         elif first_round:
             feats = x.new_zeros(B, groups * S, C).index_copy_(1, slot0, x)
@@ -144,9 +159,12 @@ def bipartite_soft_matching(x: torch.Tensor, hw: Tuple[int, int], num_keep: int,
         best, partner = scores.max(-1)
         best = best.masked_fill(~live[:, :, 0::2], -math.inf).view(B, -1)
         k = torch.minimum(remove, torch.isfinite(best).sum(1))  # (B,)
-        k_max = int(k.max())
-        if k_max == 0:  # every tile is down to one token
-            break
+        if static:  # at most N - N' and at most one per A slot
+            k_max = min(N - num_keep, best.shape[1])
+        else:
+            k_max = int(k.max())
+            if k_max == 0:  # every tile is down to one token
+                break
         src = best.topk(k_max, dim=-1).indices  # A index g * ceil(S/2) + i
         chosen = torch.arange(k_max, device=dev) < k[:, None]
         sa = a.shape[2]
@@ -161,7 +179,24 @@ def bipartite_soft_matching(x: torch.Tensor, hw: Tuple[int, int], num_keep: int,
     # number the surviving slots 0..N''-1 in slot order
     rank = valid.long().cumsum(1) - 1
     assign = rank.gather(1, cur)
-    return assign, int(valid[0].sum())
+    # the tiles bound N'' from below (module docstring); eagerly it is read
+    # off the result, traced it follows from the sizes
+    return assign, max(num_keep, groups) if static else int(valid[0].sum())
+
+
+def _static_rounds(num_tokens: int, groups: int, num_keep: int) -> int:
+    """An upper bound on the rounds of :func:`bipartite_soft_matching`.
+
+    A group of ``m >= 2`` live tokens offers ``ceil(m / 2)`` pairs, so with
+    ``rho`` tokens still removable (live tokens minus groups) a round removes
+    at least ``min(remove, ceil(rho / 2))``: counting rounds at that rate
+    bounds the real count (1 round for ratios >= 0.5).
+    """
+    remove, removable, rounds = num_tokens - num_keep, num_tokens - groups, 0
+    while remove > 0 and removable > 0:
+        k = min(remove, -(-removable // 2))
+        remove, removable, rounds = remove - k, removable - k, rounds + 1
+    return rounds
 
 
 def _compact_valid(valid: torch.Tensor, order: torch.Tensor, groups: int,

@@ -68,3 +68,67 @@ def test_gpu_check_says_why_it_skips_onnx_without_the_cuda_provider():
     assert 'CUDAExecutionProvider' in row['skipped']
     text = gpu_check.report([], None, None, header='h', onnx=row)
     assert 'ONNX check on onnxruntime-gpu: skipped' in text
+
+
+def test_eager_export_compile_and_onnx_agree_at_800x1344(tmp_path):
+    # torch.export is checked through the ONNX export, which traces with it;
+    # a narrow, one-block-per-stage LTM-Swin with Swin-T's patch size and
+    # strides: at 800x1344 its four stages run on Swin-T's grids (200x336,
+    # 100x168, 50x84, 25x42) and merge them with the same plans (the widths
+    # and depths do not enter the plans); the real LTM-Swin-T was checked at
+    # this size with the CLI (see the notes)
+    from mmltm.models.backbones.ltm_swin import LTMSwinTransformer
+    from mmltm.ops import fused
+    torch.manual_seed(0)
+    model = LTMSwinTransformer(embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
+                               out_indices=(0, 1, 2, 3)).eval()
+    x = torch.randn(1, 3, 800, 1344, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), fused.fused_ops(False):
+        eager = model(x)
+        assert [tuple(o.shape[2:]) for o in eager] == [(200, 336), (100, 168), (50, 84),
+                                                        (25, 42)]
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend='eager', fullgraph=True)(x)
+        torch._dynamo.reset()
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    res = pytorch2onnx.check_onnx(model, x, str(tmp_path / 'swin_800x1344.onnx'))
+    print(f'swin 800x1344: max abs {res["max_abs"]:.3g} (rel. {res["max_rel"]:.3g}), '
+          f'export {res["export_s"]:.1f} s')
+    assert res['max_abs'] <= 1e-4 and res['max_rel'] <= 1e-4, res
+
+
+@pytest.mark.parametrize('name', ['vit'])
+def test_tome_exports_with_a_fixed_round_count(name, build, tmp_path):
+    # merge_mode='tome': traced, the matching runs a fixed number of rounds
+    # with a fixed top-k (mmltm.ops.tome), so torch.export and ONNX see no
+    # data-dependent control flow. ViT matches globally; Swin's tiled
+    # matching exports as well (1.6e-6 here, see the notes) but takes ~1 min
+    # in this suite; its traced path is checked against eager in
+    # tests/test_ops/test_tome.py
+    model = build(name, merge_mode='tome')
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    res = pytorch2onnx.check_onnx(model, x, str(tmp_path / f'{name}_tome.onnx'))
+    print(f'{name} tome 64x96: max abs {res["max_abs"]:.3g}, export {res["export_s"]:.1f} s')
+    assert res['max_abs'] <= 1e-4 and res['max_rel'] <= 1e-4, res
+
+
+REAL_CONFIGS = ('configs/ltm_swin_t_8xb128_in1k.py', 'configs/ltm_vit_s_4xb256_in1k.py',
+                'configs/ltm_efficientvit_b1_4xb64_in1k.py')
+
+
+@pytest.mark.skipif(os.environ.get('MMLTM_FULL_EXPORT') != '1',
+                    reason='real-size exports take 1-2.5 min each on 2 CPU cores; '
+                    'MMLTM_FULL_EXPORT=1 runs them')
+@pytest.mark.parametrize('hw', [(224, 224), (320, 512)])
+@pytest.mark.parametrize('config', REAL_CONFIGS)
+def test_real_backbones_export_through_the_cli(config, hw, tmp_path, capsys):
+    # item 2 of issue 14 as stated: LTM-Swin-T, LTM-ViT-S, LTM-EfficientViT-B1
+    # at 224² and 320x512 through tools/deployment/pytorch2onnx.py, max abs
+    # <= 1e-4 (the CLI's default tolerance; exit 1 above it)
+    out = str(tmp_path / 'real.onnx')
+    code = pytorch2onnx.main([os.path.join(REPO, config), '--shape', *map(str, hw),
+                              '--out', out])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 0, printed

@@ -172,3 +172,33 @@ def test_ltm_swin_tome_mode_runs_and_has_no_merger_parameters():
     assert mask.assign.shape == (2, 10 * 14) and mask.num_merged == math.ceil(0.6 * 140)
     with pytest.raises(ValueError, match="merge_mode='fast'"):
         LTMSwinTransformer(compression_ratio=0.6, merge_mode='fast', **cfg)
+
+
+@pytest.mark.parametrize('window,ratio', [(None, 0.7), (None, 0.3), (3, 0.7), (3, 0.1),
+                                          (4, 0.3), (1, 0.5)])
+def test_traced_matching_with_a_fixed_round_count_equals_eager(window, ratio):
+    # under torch.compile / torch.export the matching runs a fixed number of
+    # rounds with a fixed top-k (no data-dependent control flow, so that it
+    # exports); it must give eager's assignment. Several rounds (0.3, 0.1)
+    # and uneven tiles (9x11 in 3x3 / 4x4 tiles) included.
+    from mmltm.ops import tome
+    h, w = 9, 11
+    x = torch.randn(3, h * w, 8, generator=torch.Generator().manual_seed(2))
+    keep = math.ceil(ratio * h * w)
+    assign, n_out = bipartite_soft_matching(x, (h, w), keep, window)
+    torch._dynamo.reset()
+    traced = torch.compile(bipartite_soft_matching, backend='eager', fullgraph=True)
+    t_assign, t_n_out = traced(x, (h, w), keep, window)
+    torch._dynamo.reset()
+    assert t_n_out == n_out
+    assert torch.equal(t_assign, assign)
+    # the fixed round count: none with 1x1 tiles, one for ratios >= 0.5
+    # (a round can remove half the tokens), more below
+    groups = tome._tile_layout(h, w, window)[1]
+    rounds = tome._static_rounds(h * w, groups, keep)
+    if window == 1:
+        assert rounds == 0
+    elif ratio >= 0.5:
+        assert rounds == 1
+    else:
+        assert rounds >= 2

@@ -11,9 +11,23 @@ CPU kernels are never used while exporting, see :mod:`mmltm.ops.fused`); the
 grid plan of every block becomes constants of the exported input size, so a
 file is valid for the ``--shape`` it was exported at.
 
-``--part model`` exports the backbone and the neck (mmdet's RPN / RoI heads
-with their NMS and RoIAlign are not exported: they need mmdeploy's custom
-ops). Example::
+``--part model`` exports the backbone and the neck, not the whole detector:
+mmdet 3.3 has no export path of its own (ONNX export of detectors is
+mmdeploy's, which is not a dependency), and its RPN / RoI heads run mmcv's
+``batched_nms`` and ``RoIAlign`` and produce a data-dependent number of
+boxes. Measured on the toy Mask R-CNN (``mode='tensor'``): ``torch.export``
+stops with ``GuardOnDataDependentSymNode`` at the RPN's box filter
+(``if not valid_mask.all()``, mmdet/models/dense_heads/rpn_head.py:279),
+before NMS; getting past it needs mmdeploy's rewrites and custom ops. The
+tool prints this when ``--part model`` is used.
+
+``merge_mode='tome'`` exports too: traced, ToMe's matching runs a fixed
+number of rounds with a fixed top-k (:mod:`mmltm.ops.tome`), and the file is
+valid for its input size as for the other modes.
+
+The export runs with ``optimize=False``: onnxscript's optimizer drops a
+tiny ``+ eps`` (EfficientViT's ``num / (den + 1e-15)`` became 0 / 0 = NaN in
+onnxruntime); onnxruntime optimises the graph when it loads it. Example::
 
     python tools/deployment/pytorch2onnx.py configs/mask_rcnn_ltm_swin_t_coco.py \\
         --shape 320 512 --part model --out work_dirs/ltm_swin_t.onnx
@@ -70,11 +84,20 @@ def check_onnx(module: nn.Module, x: torch.Tensor, out: str,
         ref = module(x)
         ref = ref if isinstance(ref, (tuple, list)) else (ref, )
         t0 = time.perf_counter()
+        # optimize=False: onnxscript's optimizer (torch 2.14 / onnxscript
+        # 0.7.2) drops ``+ eps`` for a tiny eps, e.g. EfficientViT's
+        # ``num / (den + 1e-15)``, whose 0 / 0 then gives NaN in onnxruntime
+        # (measured: real LTM-EfficientViT-B1 at 224x224); onnxruntime
+        # optimises the graph itself when it loads it
         program = torch.onnx.export(module, (x, ), dynamo=True, opset_version=opset,
-                                    verbose=False)
+                                    optimize=False, verbose=False)
         program.save(out)
         export_s = time.perf_counter() - t0
-    sess = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    options = ort.SessionOptions()
+    # errors only: the unoptimised graph's CastLike nodes make onnxruntime
+    # warn that it cannot constant-fold them (harmless, it runs them)
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(out, options, providers=['CPUExecutionProvider'])
     outs = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     if len(outs) != len(ref):
         raise RuntimeError(f'onnxruntime returned {len(outs)} outputs, PyTorch {len(ref)}')
@@ -118,6 +141,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         'work_dirs', f'{os.path.splitext(os.path.basename(args.config))[0]}_{H}x{W}.onnx')
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(args.seed))
+    if args.part == 'model':
+        print('note: --part model exports backbone + neck only; the detection heads (RPN / '
+              'RoI with NMS and RoIAlign, a data-dependent number of boxes) are not exported: '
+              'mmdet 3.3 has no export path of its own (that is mmdeploy), and torch.export '
+              'of the whole detector stops at the RPN box filter (data-dependent '
+              '`if not valid_mask.all()` in mmdet rpn_head.py)')
     res = check_onnx(export_part(model, args.part), x, out, args.opset)
     print(f'exported {args.part} of {args.config} at {H}x{W} to {out} '
           f'in {res["export_s"]:.1f} s')
