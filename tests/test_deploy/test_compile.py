@@ -44,20 +44,11 @@ def test_a_second_input_size_recompiles_exactly_once(name, build):
     # pinned there (grid_plan._pinned), so each new input size is one more
     # compilation of one graph (a static plan per size), never a graph split
     # into pieces (22 compilations before) and never a recompile per block.
-    # Swin: its forward is wrapped to pin the input size first
-    # (grid_plan.pin_input_size): unpinned, the count is the same (measured:
-    # 1, 2, 3 compilations for three sizes, 0 breaks) but mmdet's window
-    # padding is traced in symbolic sizes, ~170 s a size here, too slow for
-    # the suite
+    # LTM-Swin's forward pins the input size first (grid_plan.pin_input_size):
+    # unpinned, the count is the same (measured: 1, 2, 3 compilations for
+    # three sizes, 0 breaks) but mmdet's window padding is traced in symbolic
+    # sizes, ~170 s a size here, too slow for the suite
     model = build(name)
-    if name == 'swin':
-        forward = model.forward
-
-        def pinned_forward(x):
-            grid_plan.pin_input_size(x)
-            return forward(x)
-
-        model.forward = pinned_forward
     compiled_graphs = []
 
     def counting_backend(gm, example_inputs):
