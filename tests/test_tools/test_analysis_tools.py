@@ -598,7 +598,7 @@ def test_benchmark_classifier_tables_json_and_overhead(tmp_path, capsys, toy_cla
         assert r['latency_over_flops'] == pytest.approx(r['latency_ratio'] / r['flops_ratio'])
         if r['part'] == 'backbone':  # and the FLOPs ratio is the hand-counted one
             assert r['flops_ratio'] == pytest.approx(1 - (saving - mask_flops) / b['flops'])
-        assert f"| {r['part']} | 64x64 | {r['batch']} | {r['flops_ratio']:.3f} |" in text
+        assert f"| {r['part']} | 64x64 | {r['batch']} | ltm | {r['flops_ratio']:.3f} |" in text
     rows = data['overhead']
     assert [r['grid'] for r in rows[:2]] == ['16x16', '8x8']
     for row in rows:
