@@ -62,3 +62,19 @@ def test_variants_only_change_the_backbone_and_use_the_configs_that_exist():
     assert 'model.backbone.compression_ratio=0.7' in compare.variant_options('cls', 'ltm_stage')
     assert 'model.backbone.merge_scope=stage' in compare.variant_options('seg', 'pool25_stage')
     assert 'model.backbone.compression_ratio=0.25' in compare.variant_options('seg', 'pool25_stage')
+
+
+def test_summary_only_reads_stored_results_and_names_the_missing_runs(tmp_path, capsys):
+    for seed, value in enumerate([0.50, 0.52, 0.54]):
+        run_dir = tmp_path / 'det' / 'baseline' / f'seed{seed}'
+        run_dir.mkdir(parents=True)
+        (run_dir / 'result.json').write_text(json.dumps(
+            dict(task='det', variant='baseline', seed=seed, value=value)))
+    code = compare.main(['--tasks', 'det', '--variants', 'baseline', 'ltm', '--seeds', '0', '1',
+                         '2', '--work-dir', str(tmp_path), '--summary-only'])
+    printed = capsys.readouterr().out
+    assert code == 1  # ltm was never trained: nothing is trained now either
+    assert '| baseline | 0.520 ± 0.020 (n=3) |' in printed
+    assert '| ltm | - |' in printed
+    assert '3 of 6 runs have no stored result: det/ltm/seed0, det/ltm/seed1, det/ltm/seed2' in printed
+    assert not (tmp_path / 'det' / 'ltm').exists()

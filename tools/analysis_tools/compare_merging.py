@@ -173,6 +173,29 @@ def summarise(results: List[Dict], tasks: List[str], variants: List[str]) -> str
     return '\n'.join(lines + [''] + notes)
 
 
+def stored_result(task: str, variant: str, seed: int, work_dir: str) -> Optional[Dict]:
+    """The stored result of one run, or None when it has not finished."""
+    path = osp.join(work_dir, task, variant, f'seed{seed}', 'result.json')
+    if not osp.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def summarise_stored(runs: List[tuple], args: argparse.Namespace) -> int:
+    """Print the table of the stored results (``--summary-only``); exit 1
+    when runs are missing, naming them."""
+    results, missing = [], []
+    for t, v, s in runs:
+        res = stored_result(t, v, s, args.work_dir)
+        (results.append(res) if res is not None else missing.append(f'{t}/{v}/seed{s}'))
+    print(f'\n## Merging variants on the toy tasks (stored results under {args.work_dir})\n')
+    print(summarise(results, args.tasks, args.variants))
+    if missing:
+        print(f'\n{len(missing)} of {len(runs)} runs have no stored result: {", ".join(missing)}')
+    return 1 if missing else 0
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--tasks', nargs='+', choices=sorted(TASKS), default=list(TASKS))
@@ -186,7 +209,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/compare_merging')
     parser.add_argument('--out-json', default=None, help='write all results here')
     parser.add_argument('--rerun', action='store_true', help='ignore stored results')
+    parser.add_argument('--summary-only', action='store_true',
+                        help='train nothing: summarise the stored results, list the missing runs')
     args = parser.parse_args(argv)
+    if args.summary_only and args.rerun:
+        parser.error('--summary-only and --rerun contradict each other')
     if args.max_iters is not None and args.max_iters < 1:
         parser.error(f'--max-iters={args.max_iters} must be positive')
     if args.threads < 1:
@@ -203,6 +230,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # seed-major order: an interrupted comparison has every variant of the
     # first seeds rather than all seeds of the first variants
     runs = [(t, v, s) for t in args.tasks for s in args.seeds for v in args.variants]
+    if args.summary_only:
+        return summarise_stored(runs, args)
     results = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, t, v, s, args) for t, v, s in runs]
