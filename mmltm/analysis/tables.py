@@ -1,7 +1,7 @@
 """Markdown tables (and the benchmark's report) of what the other modules
 measured. Every table is built by :func:`md_table`; the cell formats are
 those the README quotes."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -22,9 +22,16 @@ def fmt_mb(nbytes: Optional[int]) -> str:
     return '-' if nbytes is None else f'{nbytes / 2**20:.0f}'
 
 
-def fmt_opt(value: Optional[float], spec: str = '.3f', missing: str = '-') -> str:
-    """``value`` formatted with ``spec``, or ``missing`` for None."""
-    return missing if value is None else format(value, spec)
+def fmt_opt(value: Optional[Union[float, Sequence[float]]], spec: str = '.3f',
+            missing: str = '-') -> str:
+    """``value`` formatted with ``spec``, or ``missing`` for None; a sequence
+    (LTM-Swin's per-stage ``compression_ratio``) entry by entry, joined by
+    ``/``."""
+    if value is None:
+        return missing
+    if isinstance(value, (list, tuple)):
+        return '/'.join(format(v, spec) for v in value)
+    return format(value, spec)
 
 
 # --------------------------------------------------------------------------

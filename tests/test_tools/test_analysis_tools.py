@@ -932,3 +932,25 @@ def test_gpu_check_latency_rows_and_report_on_cpu():
                                f"{row['latency_ratio']:.3f} | ")
     assert lines[-1] == ('Toy Mask R-CNN LTM-Swin-T, 20 iterations, AMP: ok, last logged loss '
                          '1.25, 3 s')
+
+
+def test_tables_format_a_per_stage_ratio_entry_by_entry():
+    from mmltm.analysis.tables import fmt_opt
+    assert fmt_opt((0.5625, 0.25, 1.0, 1.0), 'g') == '0.5625/0.25/1/1'
+    assert fmt_opt(0.7, 'g') == '0.7'
+    assert fmt_opt(None, 'g', '—') == '—'
+
+
+def test_get_flops_table_applies_ltm_options_to_the_ltm_config_only():
+    get_flops = _tool('get_flops')
+    row = get_flops['Row']('toy_shapes', 'toy/swin_t_shapes_toy', 'toy/ltm_swin_t_shapes_toy',
+                           64, 1.0, 1.0, 1.0)
+    options = {'model.backbone.merge_scope': 'stage',
+               'model.backbone.compression_ratio': (0.5, 0.5, 1.0, 1.0)}
+    r = get_flops['measure'](row, options)
+    assert 'ltm_error' not in r and 'baseline_error' not in r, r
+    assert r['baseline_ratio'] == 1.0 and r['ltm_ratio'] == (0.5, 0.5, 1.0, 1.0)
+    assert r['ltm_flops'] < r['baseline_flops']
+    plain = get_flops['measure'](row)
+    assert plain['ltm_ratio'] == 0.7 and plain['baseline_flops'] == r['baseline_flops']
+    assert '| 0.5/0.5/1/1 |' in get_flops['paper_flops_table']([r])

@@ -140,10 +140,11 @@ def measure_dense(name: str, ltm_options: Optional[dict] = None,
     return out
 
 
-def load_classifier(config: str) -> torch.nn.Module:
-    """The model of ``config`` (no weights read), in eval mode; configs
-    without ``default_scope`` are built by mmpretrain."""
-    return build_model(load_config(config), default_scope='mmpretrain')
+def load_classifier(config: str, cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """The model of ``config`` with ``cfg_options`` applied (no weights
+    read), in eval mode; configs without ``default_scope`` are built by
+    mmpretrain."""
+    return build_model(load_config(config, cfg_options), default_scope='mmpretrain')
 
 
 def count(model: torch.nn.Module, size: int) -> Tuple[float, float]:
@@ -154,12 +155,13 @@ def count(model: torch.nn.Module, size: int) -> Tuple[float, float]:
     return count_params(model) / 1e6, flops / 1e9
 
 
-def measure(row: Row) -> Dict[str, object]:
+def measure(row: Row, ltm_options: Optional[dict] = None) -> Dict[str, object]:
+    """One row of the paper table; ``ltm_options`` override the LTM config."""
     out: Dict[str, object] = dict(row._asdict())
     for key in ('baseline', 'ltm'):
         path = osp.join(REPO, 'configs', row._asdict()[key] + '.py')
         try:
-            model = load_classifier(path)
+            model = load_classifier(path, ltm_options if key == 'ltm' else None)
             out[f'{key}_params'], out[f'{key}_flops'] = count(model, row.size)
             out[f'{key}_ratio'] = compression_ratio(model)
         except Exception as err:  # one broken config must not hide the rest
@@ -201,11 +203,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--ltm-options',
         nargs='+',
         action=DictAction,
-        help='with --dense: override settings of the LTM configs, key=value '
-        '(e.g. model.backbone.merge_scope=stage)')
+        help='override settings of the LTM configs (classifier table or '
+        '--dense), key=value (e.g. model.backbone.merge_scope=stage '
+        'model.backbone.compression_ratio=None)')
     args = parser.parse_args(argv)
-    if (args.breakdown or args.ltm_options) and args.dense is None:
-        parser.error('--breakdown and --ltm-options need --dense')
+    if args.breakdown and args.dense is None:
+        parser.error('--breakdown needs --dense')
+    if args.ltm_options and args.config:
+        parser.error('--ltm-options applies to the tables, not to --config')
     return args
 
 
@@ -235,11 +240,12 @@ def main(argv=None) -> None:
                  if args.breakdown else ''))
         return
     names = args.models or list(ROWS)
-    results = [measure(ROWS[name]) for name in names]
+    results = [measure(ROWS[name], args.ltm_options) for name in names]
     print(paper_flops_table(results))
     print('\nmmengine FlopAnalyzer (= get_model_complexity_info), whole '
           'classifier, batch 1; FLOPs are MACs, as in the paper. Paper '
-          'figures: the LTM README table.')
+          'figures: the LTM README table.'
+          + (f' LTM overrides: {args.ltm_options}.' if args.ltm_options else ''))
 
 
 if __name__ == '__main__':
