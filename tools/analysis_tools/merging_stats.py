@@ -28,6 +28,7 @@ from mmltm.analysis.visualization import check_records_masks
 def run(args: argparse.Namespace) -> List[Dict]:
     import mmcv
     cfg = load_config(args.config, args.cfg_options)
+    torch.manual_seed(args.seed)  # the random weights of CHECKPOINT=none
     model = build_model(cfg, 'cpu')
     if args.checkpoint.lower() != 'none':
         from mmengine.runner import load_checkpoint
@@ -58,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('checkpoint', help="checkpoint file, or 'none' for random weights")
     p.add_argument('images', nargs=2, help='the two images compared')
     p.add_argument('--size', default='224', help='image size fed to the model, S or HxW')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the random weights (what a checkpoint does not set)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
 
