@@ -38,6 +38,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='dump the raw predictions to a pickle file (.pkl) for offline '
         'evaluation')
     parser.add_argument(
+        '--init-mask-modules',
+        action='store_true',
+        help='the checkpoint may lack the LTM mask modules\' weights (one '
+        'trained without merging, e.g. the baseline\'s): they keep their '
+        'initial values (logged); every other key must still fit')
+    parser.add_argument(
         '--no-toy-data',
         action='store_true',
         help='do not generate missing toy data (configs with toy_data_root)')
@@ -91,7 +97,8 @@ def main(argv=None) -> dict:
     else:
         runner = Runner.from_cfg(cfg)
     # mmengine would load a mismatching checkpoint with a warning only
-    check_checkpoint_keys(runner.model, args.checkpoint)
+    check_checkpoint_keys(runner.model, args.checkpoint,
+                          init_mask_modules=args.init_mask_modules)
 
     if args.out is not None:
         # the library-independent mmengine evaluator that pickles the

@@ -289,7 +289,8 @@ def compare_state_dict_keys(model: torch.nn.Module,
                             source: str,
                             allow_partial: bool = False,
                             max_listed: int = 8,
-                            what: str = 'test') -> None:
+                            what: str = 'test',
+                            init_mask_modules: bool = False) -> None:
     """Refuse a state dict that does not fit ``model``.
 
     mmengine loads checkpoints non-strictly and only logs mismatches, so a
@@ -310,6 +311,11 @@ def compare_state_dict_keys(model: torch.nn.Module,
         max_listed (int): How many offending keys a message names.
         what (str): The use ('test', 'load_from', 'resume'), for the advice
             in the message.
+        init_mask_modules (bool): Let the LTM mask modules' weights
+            (:class:`~mmltm.ops.TokenMerger`, ``GridTokenMerger``) be missing
+            and keep their initial values, logged: a checkpoint trained
+            without merging, evaluated with an LTM backbone. Every other key
+            must still fit. Default: False.
 
     Raises:
         RuntimeError: naming the missing / mis-shaped keys.
@@ -328,6 +334,16 @@ def compare_state_dict_keys(model: torch.nn.Module,
     }
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
+    if init_mask_modules:
+        from mmltm.ops.mask_module import GridTokenMerger, TokenMerger
+        prefixes = tuple(f'{name}.' for name, m in model.named_modules()
+                         if isinstance(m, (TokenMerger, GridTokenMerger)))
+        kept = [k for k in missing if k.startswith(prefixes)] if prefixes else []
+        if kept:
+            print_log(f'{len(kept)} mask-module keys are not in {source}: they '
+                      f'keep their initial values: {_listed(kept, max_listed)}',
+                      logger='current', level=logging.WARNING)
+        missing = [k for k in missing if k not in set(kept)]
     unexpected = sorted(set(state) - set(expected))
     mis_shaped = sorted(
         f'{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}'
@@ -368,7 +384,8 @@ def compare_state_dict_keys(model: torch.nn.Module,
 
 def check_checkpoint_keys(model: torch.nn.Module,
                           filename: str,
-                          max_listed: int = 8) -> None:
+                          max_listed: int = 8,
+                          init_mask_modules: bool = False) -> None:
     """Refuse to evaluate ``model`` with a checkpoint that does not fit it
     (see :func:`compare_state_dict_keys`; no partial loads).
 
@@ -376,6 +393,8 @@ def check_checkpoint_keys(model: torch.nn.Module,
         model (nn.Module): The model (a DDP wrapper is unwrapped).
         filename (str): The checkpoint path or URL.
         max_listed (int): How many offending keys the message names.
+        init_mask_modules (bool): Allow missing mask-module weights only
+            (see :func:`compare_state_dict_keys`).
 
     Raises:
         RuntimeError: naming the missing / mis-shaped keys.
@@ -383,7 +402,8 @@ def check_checkpoint_keys(model: torch.nn.Module,
     from mmengine.runner.checkpoint import _load_checkpoint
     checkpoint = _load_checkpoint(filename, map_location='cpu')
     compare_state_dict_keys(model, checkpoint, filename,
-                            max_listed=max_listed, what='test')
+                            max_listed=max_listed, what='test',
+                            init_mask_modules=init_mask_modules)
 
 
 def scope_init(cfg: Config) -> str:

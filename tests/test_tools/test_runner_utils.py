@@ -90,3 +90,27 @@ def test_train_tool_adds_the_checkpoint_guard_once():
         add_guard_hook(cfg)
         assert cfg.custom_hooks == [dict(type=listed,
                                          allow_partial_load=True)]
+
+
+def test_init_mask_modules_lets_only_mask_module_keys_be_missing():
+    """A checkpoint trained without merging (no mask-module keys) fits an
+    LTM backbone under ``init_mask_modules`` only; any other missing key
+    still fails, and without the flag nothing may be missing."""
+    import torch.nn as nn
+
+    from mmltm.models.backbones import LTMVisionTransformer
+    backbone = LTMVisionTransformer(arch='deit-tiny', img_size=32, patch_size=16,
+                                    compression_ratio=0.5)
+    model = nn.ModuleDict(dict(backbone=backbone))
+    state = {k: v for k, v in model.state_dict().items() if 'token_merger' not in k}
+    mask_keys = set(model.state_dict()) - set(state)
+    assert mask_keys and all('.token_merger.' in k for k in mask_keys)
+    with pytest.raises(RuntimeError, match='token_merger'):
+        runner_utils.compare_state_dict_keys(model, state, 'baseline.pth')
+    runner_utils.compare_state_dict_keys(model, state, 'baseline.pth',
+                                         init_mask_modules=True)
+    first = next(k for k in state if k.startswith('backbone.patch_embed'))
+    state.pop(first)
+    with pytest.raises(RuntimeError, match=r'1 of the model.*' + first.replace('.', r'\.')):
+        runner_utils.compare_state_dict_keys(model, state, 'baseline.pth',
+                                             init_mask_modules=True)

@@ -9,7 +9,8 @@
 #   bash tools/misc/collect_results.sh flops bench_backbone   # some steps
 #
 # Steps: machine flops flops_dense bench_backbone bench_reference
-#        bench_mask_rcnn bench_cpu_time sweep ib_toy demo visualize
+#        bench_mask_rcnn bench_cpu_time bench_scope sweep ib_toy demo
+#        visualize (bench_scope: the merge-scope table, ~30 minutes idle)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
@@ -17,7 +18,7 @@ OUT=${MMLTM_RESULTS_DIR:-work_dirs/results}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 
-ALL_STEPS=(machine flops flops_dense bench_backbone bench_reference bench_mask_rcnn bench_cpu_time sweep ib_toy demo visualize)
+ALL_STEPS=(machine flops flops_dense bench_backbone bench_reference bench_mask_rcnn bench_cpu_time bench_scope sweep ib_toy demo visualize)
 STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=("${ALL_STEPS[@]}")
 for s in "${STEPS[@]}"; do
@@ -81,6 +82,33 @@ for step in "${STEPS[@]}"; do
         configs/mask_rcnn_ltm_swin_t_coco.py --baseline configs/mask_rcnn_swin_t_coco.py \
         --part backbone --sizes 800x1333 --batch 1 --runs 10 --threads 1 --timer cpu \
         --memory none ;;
+    bench_scope)
+      # merge_scope 'stage' (its per-arch default ratio) vs 'ffn' vs ToMe,
+      # each against the baseline, interleaved: the README's merge-scope table
+      swin="configs/ltm_swin/mask-rcnn_ltm-swin-t-p4-w7_fpn_1x_coco.py"
+      swin_base="configs/ltm_swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py"
+      variants=(--variants ltm/stage@default ltm/ffn tome --memory none --threads 2)
+      run bench_scope_swin_224 "$PY" tools/analysis_tools/benchmark.py "$swin" \
+        --baseline "$swin_base" "${variants[@]}" --part backbone --sizes 224 --batch 8 1 \
+        --runs 30 --warmup 3
+      run bench_scope_deit_224 "$PY" tools/analysis_tools/benchmark.py \
+        configs/ltm_vit/ltm-deit-small_4xb256_in1k.py \
+        --baseline configs/ltm_vit/deit-small_4xb256_in1k.py "${variants[@]}" \
+        --part backbone --sizes 224 --batch 8 1 --runs 30 --warmup 3
+      run bench_scope_swin_800 "$PY" tools/analysis_tools/benchmark.py "$swin" \
+        --baseline "$swin_base" "${variants[@]}" --part backbone --sizes 800x1333 \
+        --batch 1 --runs 20 --warmup 2
+      run bench_scope_mask_rcnn "$PY" tools/analysis_tools/benchmark.py "$swin" \
+        --baseline "$swin_base" "${variants[@]}" --part model --sizes 800x1333 \
+        --batch 1 --runs 20 --warmup 1 --fix-proposals
+      run bench_scope_upernet "$PY" tools/analysis_tools/benchmark.py \
+        configs/ltm_swin/upernet_ltm-swin-t_8xb2-160k_ade20k-512x512.py \
+        --baseline configs/ltm_swin/upernet_swin-t_8xb2-160k_ade20k-512x512.py \
+        "${variants[@]}" --part both --sizes 512 --batch 1 --runs 20 --warmup 1
+      run sweep_scope "$PY" tools/analysis_tools/sweep_ratio.py "$swin" \
+        --baseline "$swin_base" --series ltm/ffn ltm/stage tome --ratios 0.5 0.7 0.9 \
+        --size 224 --batch 8 --part backbone --runs 15 --warmup 2 --threads 2 \
+        --out-dir "$OUT/sweep_scope" ;;
     sweep)
       run sweep "$PY" tools/analysis_tools/sweep_ratio.py configs/ltm_swin_t_8xb128_in1k.py \
         --modes ltm tome --ratios 1.0 0.9 0.8 0.7 0.6 0.5 --runs 10 --out-dir "$OUT/sweep"
