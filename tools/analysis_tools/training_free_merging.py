@@ -70,8 +70,9 @@ MASK_MODULE_KEY = '.token_merger.'
 
 
 def mask_free_checkpoint(src: str, dst: str) -> str:
-    """Write ``src`` without its mask-module weights to ``dst`` (once)."""
-    if osp.isfile(dst):
+    """Write ``src`` without its mask-module weights to ``dst`` (again only
+    when ``src`` is newer, e.g. a retrained baseline)."""
+    if osp.isfile(dst) and osp.getmtime(dst) >= osp.getmtime(src):
         return dst
     import torch
     from mmengine.runner.checkpoint import _load_checkpoint
