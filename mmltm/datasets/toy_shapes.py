@@ -27,6 +27,12 @@ toy sets. Layout (the toy ImageNet's, read by mmpretrain ``ImageNet`` /
     shapes/{train,val}/<class>/<class>_00000.png
     shapes/meta/{train,val}.txt          # "<class>/<file> <label>" lines
 
+:func:`draw_shapes_scene` draws the dense scenes of the ``coco_shapes`` /
+``ade_shapes`` sets (:mod:`mmltm.datasets.toy`) from the same helpers:
+many small shapes, labelled ones (:data:`SCENE_CLASSES`) and unlabelled
+distractors (:data:`SCENE_DISTRACTORS`), filled and set on a background as
+here.
+
 How hard it is, is set by the module constants below (target and
 distractor radii, fill contrast, clutter, noise); they were tuned so that
 the toy Swin-T baseline (``configs/toy/swin_t_shapes_toy.py``) ends its
@@ -232,3 +238,92 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
         img = img * (1 - a) + rng.uniform(0, 255, 3)[None, None] * a
     img = img + rng.normal(0, _NOISE_STD, img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------
+# dense scenes (the ``coco_shapes`` / ``ade_shapes`` sets of toy.py)
+# --------------------------------------------------------------------------
+#: the labelled shape classes of the dense scenes (COCO category ids 1..4,
+#: ADE label order 1..4 after the background)
+SCENE_CLASSES = ('circle', 'square', 'triangle', 'cross')
+#: shapes drawn in the scenes but never labelled (background in the label
+#: maps, no annotation): only their outline tells them from the classes
+SCENE_DISTRACTORS = ('ring', 'crescent', 'star', 'arrow', 'lshape')
+
+# Scene knobs (fractions of the short side unless said otherwise).
+_SCENE_RADIUS = (0.04, 0.08)  # 10-20 px radius at 256 x 256
+_SCENE_NUM_OBJECTS = (5, 10)  # labelled shapes per image, inclusive
+_SCENE_NUM_DISTRACTORS = (2, 5)  # unlabelled shapes per image, inclusive
+_SCENE_NUM_CLUTTER_LINES = (1, 3)  # background lines, inclusive
+_SCENE_GAP = 2.0  # px between the discs of two shapes (no occlusion)
+
+
+def draw_shapes_scene(rng: np.random.Generator, h: int, w: int) -> dict:
+    """Draw one dense scene of the toy-shapes recipe.
+
+    Small shapes of :data:`SCENE_CLASSES` and :data:`SCENE_DISTRACTORS` at
+    random places (their discs do not overlap, so every mask is whole), each
+    with its own random light fill (:func:`_texture`, as in
+    :func:`draw_shapes_image`) on a random dark textured background with
+    clutter lines: hue, texture and size are independent of the class, only
+    the outline says it (and whether a shape is labelled at all).
+
+    Args:
+        rng (np.random.Generator): The image's own generator.
+        h (int): Image height.
+        w (int): Image width.
+
+    Returns:
+        dict: ``img`` ((h, w, 3) uint8 RGB); ``instances``, the labelled
+        shapes in drawing order, each ``dict(label=<index into
+        SCENE_CLASSES>, mask=<(h, w) bool, coverage >= 0.5>)``; and
+        ``distractors``, the masks of the unlabelled shapes.
+    """
+    import cv2
+    s = min(h, w)
+    img, bg_mean = _texture(rng, h, w, _BACKGROUND_SPREAD,
+                            _BACKGROUND_TEXTURES, _BACKGROUND_VALUES)
+    for _ in range(int(rng.integers(_SCENE_NUM_CLUTTER_LINES[0],
+                                    _SCENE_NUM_CLUTTER_LINES[1] + 1))):
+        p0 = (int(rng.integers(w)), int(rng.integers(h)))
+        p1 = (int(rng.integers(w)), int(rng.integers(h)))
+        line = np.zeros((h, w), np.uint8)
+        cv2.line(line, p0, p1, 255, int(rng.integers(1, 3)), cv2.LINE_AA)
+        a = (line.astype(np.float32) / 255.0)[..., None]
+        img = img * (1 - a) + rng.uniform(0, 255, 3)[None, None] * a
+
+    n_objects = int(rng.integers(_SCENE_NUM_OBJECTS[0],
+                                 _SCENE_NUM_OBJECTS[1] + 1))
+    n_distractors = int(rng.integers(_SCENE_NUM_DISTRACTORS[0],
+                                     _SCENE_NUM_DISTRACTORS[1] + 1))
+    kinds = [(int(rng.integers(len(SCENE_CLASSES))), None)
+             for _ in range(n_objects)]
+    kinds += [(None, SCENE_DISTRACTORS[int(
+        rng.integers(len(SCENE_DISTRACTORS)))]) for _ in range(n_distractors)]
+    order = rng.permutation(len(kinds))
+    discs, instances, distractors = [], [], []
+    for k in order:
+        label, distractor = kinds[k]
+        for _ in range(50):  # a free place, else the shape is left out
+            r = s * rng.uniform(*_SCENE_RADIUS)
+            x, y = rng.uniform(r + 1, w - r - 1), rng.uniform(r + 1, h - r - 1)
+            if all(np.hypot(x - dx, y - dy) >= r + dr + _SCENE_GAP
+                   for dx, dy, dr in discs):
+                break
+        else:
+            continue
+        discs.append((x, y, r))
+        name = SCENE_CLASSES[label] if label is not None else distractor
+        alpha = _shape_alpha(name, x, y, r, rng, h, w)
+        fill = _contrasting_fills(rng, h, w, bg_mean)
+        img = img * (1 - alpha[..., None]) + fill * alpha[..., None]
+        mask = alpha >= 0.5
+        if not mask.any():
+            continue
+        if label is None:
+            distractors.append(mask)
+        else:
+            instances.append(dict(label=label, mask=mask))
+    img = img + rng.normal(0, _NOISE_STD, img.shape)
+    return dict(img=np.clip(np.round(img), 0, 255).astype(np.uint8),
+                instances=instances, distractors=distractors)
