@@ -185,6 +185,22 @@ def _place(rng: np.random.Generator, r: float, h: int,
     return rng.uniform(m, w - m), rng.uniform(m, h - m)
 
 
+def _clutter_lines(rng: np.random.Generator, img: np.ndarray,
+                   count: Tuple[int, int]) -> np.ndarray:
+    """``img`` (H, W, 3) with ``count`` (inclusive range) anti-aliased
+    lines of random colours, 1-2 px wide, drawn over it."""
+    import cv2
+    h, w = img.shape[:2]
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        p0 = (int(rng.integers(w)), int(rng.integers(h)))
+        p1 = (int(rng.integers(w)), int(rng.integers(h)))
+        line = np.zeros((h, w), np.uint8)
+        cv2.line(line, p0, p1, 255, int(rng.integers(1, 3)), cv2.LINE_AA)
+        a = (line.astype(np.float32) / 255.0)[..., None]
+        img = img * (1 - a) + rng.uniform(0, 255, 3)[None, None] * a
+    return img
+
+
 def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
                       label: int) -> np.ndarray:
     """Draw one image of class ``TOY_SHAPES_CLASSES[label]`` (uint8 RGB).
@@ -198,7 +214,6 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
     Returns:
         np.ndarray: (h, w, 3) uint8 RGB image.
     """
-    import cv2
     s = min(h, w)
     kind = TOY_SHAPES_CLASSES[label]
     background, bg_mean = _texture(rng, h, w, _BACKGROUND_SPREAD,
@@ -228,14 +243,7 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
         img = img * (1 - alpha) + fill * alpha
 
     # clutter lines of random colours over everything
-    for _ in range(int(rng.integers(_NUM_CLUTTER_LINES[0],
-                                    _NUM_CLUTTER_LINES[1] + 1))):
-        p0 = (int(rng.integers(w)), int(rng.integers(h)))
-        p1 = (int(rng.integers(w)), int(rng.integers(h)))
-        line = np.zeros((h, w), np.uint8)
-        cv2.line(line, p0, p1, 255, int(rng.integers(1, 3)), cv2.LINE_AA)
-        a = (line.astype(np.float32) / 255.0)[..., None]
-        img = img * (1 - a) + rng.uniform(0, 255, 3)[None, None] * a
+    img = _clutter_lines(rng, img, _NUM_CLUTTER_LINES)
     img = img + rng.normal(0, _NOISE_STD, img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
@@ -279,18 +287,10 @@ def draw_shapes_scene(rng: np.random.Generator, h: int, w: int) -> dict:
         SCENE_CLASSES>, mask=<(h, w) bool, coverage >= 0.5>)``; and
         ``distractors``, the masks of the unlabelled shapes.
     """
-    import cv2
     s = min(h, w)
     img, bg_mean = _texture(rng, h, w, _BACKGROUND_SPREAD,
                             _BACKGROUND_TEXTURES, _BACKGROUND_VALUES)
-    for _ in range(int(rng.integers(_SCENE_NUM_CLUTTER_LINES[0],
-                                    _SCENE_NUM_CLUTTER_LINES[1] + 1))):
-        p0 = (int(rng.integers(w)), int(rng.integers(h)))
-        p1 = (int(rng.integers(w)), int(rng.integers(h)))
-        line = np.zeros((h, w), np.uint8)
-        cv2.line(line, p0, p1, 255, int(rng.integers(1, 3)), cv2.LINE_AA)
-        a = (line.astype(np.float32) / 255.0)[..., None]
-        img = img * (1 - a) + rng.uniform(0, 255, 3)[None, None] * a
+    img = _clutter_lines(rng, img, _SCENE_NUM_CLUTTER_LINES)
 
     n_objects = int(rng.integers(_SCENE_NUM_OBJECTS[0],
                                  _SCENE_NUM_OBJECTS[1] + 1))
