@@ -6,11 +6,11 @@
 # coco_shapes (mmltm.datasets.toy, drawn by
 # mmltm.datasets.toy_shapes.draw_shapes_scene, the scenes of
 # ./upernet_swin_t_ade_shapes_toy.py from another generator stream): 192 train
-# / 96 val 256x256 scenes of 5-10 small shapes in random light textured fills
-# on a random dark textured background with clutter lines and 2-5 unlabelled
-# distractor shapes: only the outline says the class. Categories circle /
-# square / triangle / cross (every mask an RLE), generated on first use by
-# ToyCocoDataset(toy_set='coco_shapes').
+# / 96 val 256x256 scenes of 5-9 labelled shapes of random outline filled with
+# fine light stripes whose direction is the class, and 1-2 unlabelled
+# distractor shapes, on a random dark textured background with clutter lines.
+# Categories stripes0 / stripes45 / stripes90 / stripes135 (every mask an
+# RLE), generated on first use by ToyCocoDataset(toy_set='coco_shapes').
 #
 # Schedule: as the base (20-iteration warm-up, a 10x step at 80 % of the run,
 # batch 2) for max_iters below.
@@ -18,7 +18,7 @@
 # backbone.
 _base_ = ['./mask_rcnn_swin_t_toy.py']
 
-classes = ('circle', 'square', 'triangle', 'cross')  # TOY_SCENE_COCO_CLASSES
+classes = ('stripes0', 'stripes45', 'stripes90', 'stripes135')  # TOY_SCENE_COCO_CLASSES
 metainfo = dict(
     classes=classes,
     palette=[(255, 0, 163), (0, 255, 20), (112, 224, 255), (92, 0, 255)])

@@ -69,19 +69,23 @@ ImageNet layout, 768 train / 480 val images of 64x64 by default.
 :func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): the dense benchmark
 that can see a worse token merge. The toy COCO / ADE scenes above give the
 class by colour and hold few large shapes, and a toy Mask R-CNN / UperNet
-scores the same with a quarter of the tokens merged away; these scenes use
-the shapes recipe instead: 5-10 small shapes (radius 4-8 % of the side) of
-:data:`TOY_SCENE_COCO_CLASSES` (circle, square, triangle, cross) in random
-light textured fills on a random dark textured background with clutter
-lines, and 2-5 unlabelled distractor shapes (ring, crescent, star, arrow,
-L) drawn alike; no two shapes overlap. COCO: category ids 1..4, every mask
-a compressed RLE (from the shape's coverage >= 0.5), no crowds. ADE20K:
-:data:`TOY_SCENE_SEG_CLASSES` = ``wall`` (background and distractors),
-``ball``, ``box``, ``tent``, ``flag`` for the four shapes, stored as their
-ADE20K ids (:data:`TOY_SCENE_SEG_LABEL_IDS`); no "other" pixels. 192 train
-/ 96 val images of 256x256 by default; ``ToyCocoDataset`` /
-``ToyADE20KDataset`` with ``toy_set='coco_shapes'`` / ``'ade_shapes'``
-generate them on first use.
+scores the same with a quarter of the tokens merged away. These scenes use
+the shapes recipe (random light fills on a random dark textured
+background, clutter lines, distractors) with a fine cue: 5-9 labelled
+shapes (radius 8-13 % of the side) of random outline, each filled with
+light stripes of 5-9 px period whose direction (0, 45, 90, 135 degrees,
++-10) is its class (:data:`TOY_SCENE_COCO_CLASSES`), and 1-2 unlabelled
+distractor shapes with flat or smooth-noise light fills; no two shapes
+overlap. (With the outline as the only cue, 10-28 px shapes were not told
+apart by the toy UperNet within its few-minute schedule: every shape got
+one class; see the notes of the change.) COCO: category ids 1..4, every
+mask a compressed RLE (from the shape's coverage >= 0.5), no crowds.
+ADE20K: :data:`TOY_SCENE_SEG_CLASSES` = ``wall`` (background and
+distractors), ``ball``, ``box``, ``tent``, ``flag`` for the four
+directions, stored as their ADE20K ids (:data:`TOY_SCENE_SEG_LABEL_IDS`);
+no "other" pixels. 192 train / 96 val images of 256x256 by default;
+``ToyCocoDataset`` / ``ToyADE20KDataset`` with ``toy_set='coco_shapes'`` /
+``'ade_shapes'`` generate them on first use.
 
 Each set has its own default size and image counts
 (:data:`TOY_DEFAULTS`); ``num_train``, ``num_val`` and ``size`` given to
@@ -151,15 +155,15 @@ TOY_SEG_LABEL_IDS = (1, 120, 42, 115)
 #: COCO categories of the ``coco_shapes`` scenes, ids 1..4 in this order
 TOY_SCENE_COCO_CLASSES = SCENE_CLASSES
 #: ADE20K class names of the ``ade_shapes`` scenes, in label order 0..4:
-#: background (and the unlabelled distractor shapes), circle, square,
-#: triangle, cross
+#: background (and the unlabelled distractor shapes), then the stripe
+#: directions 0, 45, 90, 135 degrees (TOY_SCENE_COCO_CLASSES)
 TOY_SCENE_SEG_CLASSES = ('wall', 'ball', 'box', 'tent', 'flag')
 #: raw values in the ``ade_shapes`` label PNGs (ADE20K class index + 1)
 TOY_SCENE_SEG_LABEL_IDS = (1, 120, 42, 115, 150)
 #: palette of TOY_SCENE_SEG_CLASSES: ADE20K's own colours of these classes
 TOY_SCENE_SEG_PALETTE = [(120, 120, 120), (255, 0, 163), (0, 255, 20),
                          (112, 224, 255), (92, 0, 255)]
-#: palette of TOY_SCENE_COCO_CLASSES (the same colours per shape)
+#: palette of TOY_SCENE_COCO_CLASSES (the same colours per class)
 TOY_SCENE_COCO_PALETTE = TOY_SCENE_SEG_PALETTE[1:]
 
 # Base RGB colour of each shape type; each shape jitters it by up to
