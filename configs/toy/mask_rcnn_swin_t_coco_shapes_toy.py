@@ -1,5 +1,5 @@
-# Toy Mask R-CNN Swin-T on the toy COCO *shapes* set, the dense benchmark that
-# can see a known-worse merge (issue 12, item 5): ./mask_rcnn_swin_t_toy.py
+# Toy Mask R-CNN Swin-T on the toy COCO *shapes* set, a dense benchmark meant
+# to see a known-worse merge (issue 12, item 5; not trained yet): ./mask_rcnn_swin_t_toy.py
 # (model, optimizer, pipelines, runtime) on data/toy/coco_shapes instead of
 # data/toy/coco.
 #

@@ -66,8 +66,9 @@ distractors and clutter, where only the outline says the class; the toy
 ImageNet layout, 768 train / 480 val images of 64x64 by default.
 
 **Shapes scenes** (``coco_shapes``, ``ade_shapes``;
-:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): the dense benchmark
-that can see a worse token merge. The toy COCO / ADE scenes above give the
+:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): a dense benchmark
+meant to see a worse token merge (on the toy UperNet it does not yet: its
+schedule learns two of the four classes; see the notes of the change). The toy COCO / ADE scenes above give the
 class by colour and hold few large shapes, and a toy Mask R-CNN / UperNet
 scores the same with a quarter of the tokens merged away. These scenes use
 the shapes recipe (random light fills on a random dark textured
