@@ -9,7 +9,9 @@
   is built or one of its names below is used.
 * :mod:`mmltm.datasets.toy`: deterministic toy sets in the real COCO /
   ADE20K / ImageNet formats (read by the stock OpenMMLab dataset classes),
-  and the harder 12-class shapes set (:mod:`mmltm.datasets.toy_shapes`).
+  the harder 12-class shapes set and the dense shapes scenes
+  (``coco_shapes`` / ``ade_shapes``), both drawn by
+  :mod:`mmltm.datasets.toy_shapes`.
 """
 import importlib
 from typing import Any
@@ -29,9 +31,11 @@ _TOY_NAMES = (
     'DEFAULT_TOY_ROOT', 'GENERATOR_VERSION', 'STAMP_NAME', 'TOY_CLS_CLASSES',
     'TOY_COCO_CLASSES', 'TOY_COCO_PALETTE', 'TOY_DATASETS', 'TOY_DEFAULTS',
     'TOY_SEG_CLASSES', 'TOY_SEG_LABEL_IDS', 'TOY_SEG_PALETTE',
-    'TOY_SHAPES_CLASSES', 'ensure_toy_data', 'ensure_toy_dataset',
-    'make_toy_ade', 'make_toy_coco', 'make_toy_data', 'make_toy_imagenet',
-    'make_toy_shapes')
+    'TOY_SHAPES_CLASSES', 'TOY_SCENE_COCO_CLASSES', 'TOY_SCENE_COCO_PALETTE',
+    'TOY_SCENE_SEG_CLASSES', 'TOY_SCENE_SEG_LABEL_IDS', 'TOY_SCENE_SEG_PALETTE',
+    'ensure_toy_data', 'ensure_toy_dataset', 'make_toy_ade', 'make_toy_coco',
+    'make_toy_data', 'make_toy_imagenet', 'make_toy_shapes',
+    'make_toy_coco_shapes', 'make_toy_ade_shapes')
 
 
 def __getattr__(name: str) -> Any:

@@ -17,8 +17,10 @@ Layout written under ``out_dir`` (default ``data/toy``)::
     imagenet/{train,val}/<class>/<class>_00000.png
     imagenet/meta/{train,val}.txt          # "<class>/<file> <label>" lines
     shapes/...                             # as imagenet/, 12 classes
+    coco_shapes/...                        # as coco/, the shapes scenes
+    ade_shapes/...                         # as ade/, the shapes scenes
 
-Each of ``coco/``, ``ade/``, ``imagenet/``, ``shapes/`` holds a stamp file
+Each dataset folder holds a stamp file
 (:data:`STAMP_NAME`) with the generation parameters, which
 :func:`ensure_toy_data` uses to reuse an existing set.
 
@@ -63,6 +65,29 @@ the harder classification set, 12 shape classes with random textures,
 distractors and clutter, where only the outline says the class; the toy
 ImageNet layout, 768 train / 480 val images of 64x64 by default.
 
+**Shapes scenes** (``coco_shapes``, ``ade_shapes``;
+:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): a dense benchmark
+meant to see a worse token merge (on the toy UperNet it does not yet: its
+schedule learns two of the four classes; see the notes of the change). The toy COCO / ADE scenes above give the
+class by colour and hold few large shapes, and a toy Mask R-CNN / UperNet
+scores the same with a quarter of the tokens merged away. These scenes use
+the shapes recipe (random light fills on a random dark textured
+background, clutter lines, distractors) with a fine cue: 5-9 labelled
+shapes (radius 8-13 % of the side) of random outline, each filled with
+light stripes of 5-9 px period whose direction (0, 45, 90, 135 degrees,
++-10) is its class (:data:`TOY_SCENE_COCO_CLASSES`), and 1-2 unlabelled
+distractor shapes with flat or smooth-noise light fills; no two shapes
+overlap. (With the outline as the only cue, 10-28 px shapes were not told
+apart by the toy UperNet within its few-minute schedule: every shape got
+one class; see the notes of the change.) COCO: category ids 1..4, every
+mask a compressed RLE (from the shape's coverage >= 0.5), no crowds.
+ADE20K: :data:`TOY_SCENE_SEG_CLASSES` = ``wall`` (background and
+distractors), ``ball``, ``box``, ``tent``, ``flag`` for the four
+directions, stored as their ADE20K ids (:data:`TOY_SCENE_SEG_LABEL_IDS`);
+no "other" pixels. 192 train / 96 val images of 256x256 by default;
+``ToyCocoDataset`` / ``ToyADE20KDataset`` with ``toy_set='coco_shapes'`` /
+``'ade_shapes'`` generate them on first use.
+
 Each set has its own default size and image counts
 (:data:`TOY_DEFAULTS`); ``num_train``, ``num_val`` and ``size`` given to
 :func:`make_toy_data` / :func:`ensure_toy_data` apply to every set written.
@@ -84,15 +109,19 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .toy_shapes import TOY_SHAPES_CLASSES, draw_shapes_image
+from .toy_shapes import (SCENE_CLASSES, TOY_SHAPES_CLASSES, draw_shapes_image,
+                         draw_shapes_scene)
 
 __all__ = [
     'TOY_COCO_CLASSES', 'TOY_COCO_PALETTE', 'TOY_SEG_CLASSES',
     'TOY_SEG_LABEL_IDS', 'TOY_SEG_PALETTE', 'TOY_CLS_CLASSES',
     'TOY_DATASETS', 'DEFAULT_TOY_ROOT', 'STAMP_NAME', 'GENERATOR_VERSION',
-    'TOY_SHAPES_CLASSES', 'TOY_DEFAULTS', 'make_toy_data', 'ensure_toy_data',
-    'ensure_toy_dataset', 'make_toy_coco', 'make_toy_ade',
-    'make_toy_imagenet', 'make_toy_shapes'
+    'TOY_SHAPES_CLASSES', 'TOY_SCENE_COCO_CLASSES', 'TOY_SCENE_SEG_CLASSES',
+    'TOY_SCENE_SEG_LABEL_IDS', 'TOY_SCENE_SEG_PALETTE',
+    'TOY_SCENE_COCO_PALETTE', 'TOY_DEFAULTS', 'make_toy_data',
+    'ensure_toy_data', 'ensure_toy_dataset', 'make_toy_coco', 'make_toy_ade',
+    'make_toy_imagenet', 'make_toy_shapes', 'make_toy_coco_shapes',
+    'make_toy_ade_shapes'
 ]
 
 #: bump when the drawing changes, so stale stamped sets are regenerated
@@ -101,13 +130,16 @@ GENERATOR_VERSION = 2  # 2: equal-area scene shapes, 48 COCO/ADE val images
 DEFAULT_TOY_ROOT = 'data/toy'
 #: the dataset names accepted by ``which`` (append only: the index seeds
 #: each image's generator)
-TOY_DATASETS = ('coco', 'ade', 'imagenet', 'shapes')
+TOY_DATASETS = ('coco', 'ade', 'imagenet', 'shapes', 'coco_shapes',
+                'ade_shapes')
 #: default image counts and size (H, W) of each set
 TOY_DEFAULTS = dict(
     coco=dict(num_train=48, num_val=48, size=(256, 256)),
     ade=dict(num_train=48, num_val=48, size=(256, 256)),
     imagenet=dict(num_train=48, num_val=16, size=(256, 256)),
-    shapes=dict(num_train=768, num_val=480, size=(64, 64)))
+    shapes=dict(num_train=768, num_val=480, size=(64, 64)),
+    coco_shapes=dict(num_train=192, num_val=96, size=(256, 256)),
+    ade_shapes=dict(num_train=192, num_val=96, size=(256, 256)))
 #: name of the parameter stamp written in each dataset folder
 STAMP_NAME = '.toy_stamp.json'
 
@@ -121,6 +153,19 @@ TOY_SEG_CLASSES = ('wall', 'ball', 'box', 'tent')
 #: raw values in the ADE label PNGs for :data:`TOY_SEG_CLASSES`
 #: (ADE20K class index + 1); 0 is "other" and becomes ignore (255)
 TOY_SEG_LABEL_IDS = (1, 120, 42, 115)
+#: COCO categories of the ``coco_shapes`` scenes, ids 1..4 in this order
+TOY_SCENE_COCO_CLASSES = SCENE_CLASSES
+#: ADE20K class names of the ``ade_shapes`` scenes, in label order 0..4:
+#: background (and the unlabelled distractor shapes), then the stripe
+#: directions 0, 45, 90, 135 degrees (TOY_SCENE_COCO_CLASSES)
+TOY_SCENE_SEG_CLASSES = ('wall', 'ball', 'box', 'tent', 'flag')
+#: raw values in the ``ade_shapes`` label PNGs (ADE20K class index + 1)
+TOY_SCENE_SEG_LABEL_IDS = (1, 120, 42, 115, 150)
+#: palette of TOY_SCENE_SEG_CLASSES: ADE20K's own colours of these classes
+TOY_SCENE_SEG_PALETTE = [(120, 120, 120), (255, 0, 163), (0, 255, 20),
+                         (112, 224, 255), (92, 0, 255)]
+#: palette of TOY_SCENE_COCO_CLASSES (the same colours per class)
+TOY_SCENE_COCO_PALETTE = TOY_SCENE_SEG_PALETTE[1:]
 
 # Base RGB colour of each shape type; each shape jitters it by up to
 # +-_COLOR_JITTER per channel. Classes differ mainly in hue, so colour alone
@@ -442,12 +487,16 @@ def _uncompressed_rle(mask: np.ndarray) -> dict:
     return dict(size=[int(mask.shape[0]), int(mask.shape[1])], counts=runs)
 
 
-def _coco_annotation(inst: dict, h: int, w: int) -> dict:
+def _coco_annotation(inst: dict, h: int, w: int, category_id: int) -> dict:
+    """The COCO annotation of ``inst``: its polygon when it is whole and
+    has one, else the compressed RLE of its visible pixels (a crowd:
+    uncompressed RLE)."""
     from pycocotools import mask as mask_utils
     if inst['crowd']:
         seg = _uncompressed_rle(inst['visible'])
         rle = mask_utils.frPyObjects(seg, h, w)
-    elif (inst['visible'] == inst['full']).all():
+    elif inst['poly'] is not None and (inst['visible'] ==
+                                       inst['full']).all():
         seg = [inst['poly'].ravel().tolist()]
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
     else:
@@ -460,12 +509,74 @@ def _coco_annotation(inst: dict, h: int, w: int) -> dict:
         area=float(mask_utils.area(rle)),
         bbox=bbox,
         iscrowd=int(inst['crowd']),
-        category_id=TOY_COCO_CLASSES.index(inst['kind']) + 1)
+        category_id=category_id)
 
 
 def _write_json(path: str, obj) -> None:
     with open(path, 'w') as f:
         json.dump(obj, f, separators=(',', ':'))
+
+
+def _coco_scene(rng: np.random.Generator, h: int, w: int,
+                index: int) -> Tuple[np.ndarray, list]:
+    """Image ``index`` of the toy COCO set and its ``(category_id, inst)``
+    pairs (every 4th image forces an occlusion, every 6th has a crowd)."""
+    scene = _draw_scene(
+        rng, h, w, force_occlusion=index % 4 == 1, crowd=index % 6 == 5)
+    return scene['img'], [(TOY_COCO_CLASSES.index(inst['kind']) + 1, inst)
+                          for inst in scene['instances']]
+
+
+def _coco_shapes_scene(rng: np.random.Generator, h: int, w: int,
+                       index: int) -> Tuple[np.ndarray, list]:
+    """Image ``index`` of the ``coco_shapes`` set (masks stored as RLE)."""
+    scene = draw_shapes_scene(rng, h, w)
+    return scene['img'], [
+        (inst['label'] + 1, dict(poly=None, full=inst['mask'],
+                                 visible=inst['mask'], crowd=False))
+        for inst in scene['instances']
+    ]
+
+
+def _write_coco_set(data_root: str, p: dict, dataset: str,
+                    classes: Sequence[str], draw) -> str:
+    """Write a COCO-layout set; ``draw(rng, h, w, index)`` gives an image
+    and its ``(category_id, instance)`` pairs."""
+    h, w = p['size']
+    os.makedirs(osp.join(data_root, 'annotations'), exist_ok=True)
+    categories = [
+        dict(id=i + 1, name=name, supercategory='shape')
+        for i, name in enumerate(classes)
+    ]
+    for split, num in (('train', p['num_train']), ('val', p['num_val'])):
+        os.makedirs(osp.join(data_root, split), exist_ok=True)
+        images, annotations = [], []
+        for i in range(num):
+            img, instances = draw(_rng(p['seed'], dataset, split, i), h, w, i)
+            file_name = f'{i:06d}.jpg'
+            _imwrite(osp.join(data_root, split, file_name), img)
+            images.append(
+                dict(id=i + 1, file_name=file_name, height=h, width=w))
+            for category_id, inst in instances:
+                ann = _coco_annotation(inst, h, w, category_id)
+                ann.update(id=len(annotations) + 1, image_id=i + 1)
+                annotations.append(ann)
+        _write_json(
+            osp.join(data_root, 'annotations', f'instances_{split}.json'),
+            dict(
+                info=dict(
+                    description=f'mmltm toy COCO{_DESCRIPTIONS[dataset]} '
+                    '(mmltm.datasets.toy)',
+                    version=str(GENERATOR_VERSION)),
+                licenses=[],
+                images=images,
+                annotations=annotations,
+                categories=categories))
+    return data_root
+
+
+# what the COCO json's ``info.description`` adds after "mmltm toy COCO"
+_DESCRIPTIONS = dict(coco='', coco_shapes=' shapes')
 
 
 def make_toy_coco(data_root: str,
@@ -488,38 +599,68 @@ def make_toy_coco(data_root: str,
         str: ``data_root``.
     """
     p = _check_params(num_train, num_val, size, seed)
+    return _write_coco_set(data_root, p, 'coco', TOY_COCO_CLASSES,
+                           _coco_scene)
+
+
+def make_toy_coco_shapes(data_root: str,
+                         num_train: int = 192,
+                         num_val: int = 96,
+                         size: Size = (256, 256),
+                         seed: int = 0) -> str:
+    """Write the ``coco_shapes`` instance-segmentation set (COCO layout).
+
+    Dense scenes of the toy-shapes recipe
+    (:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): categories
+    :data:`TOY_SCENE_COCO_CLASSES` (ids 1..4), every mask as compressed
+    RLE, no crowds. Arguments and return value as :func:`make_toy_coco`
+    (other defaults: 192 / 96 images).
+    """
+    p = _check_params(num_train, num_val, size, seed)
+    return _write_coco_set(data_root, p, 'coco_shapes', TOY_SCENE_COCO_CLASSES,
+                           _coco_shapes_scene)
+
+
+def _write_ade_set(data_root: str, p: dict, dataset: str, draw) -> str:
+    """Write an ADE20K-layout set; ``draw(rng, h, w, index)`` gives an image
+    and its label map."""
     h, w = p['size']
-    os.makedirs(osp.join(data_root, 'annotations'), exist_ok=True)
-    categories = [
-        dict(id=i + 1, name=name, supercategory='shape')
-        for i, name in enumerate(TOY_COCO_CLASSES)
-    ]
     for split, num in (('train', p['num_train']), ('val', p['num_val'])):
-        os.makedirs(osp.join(data_root, split), exist_ok=True)
-        images, annotations = [], []
+        img_dir = osp.join(data_root, 'images', _ADE_SPLITS[split])
+        ann_dir = osp.join(data_root, 'annotations', _ADE_SPLITS[split])
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(ann_dir, exist_ok=True)
         for i in range(num):
-            scene = _draw_scene(
-                _rng(p['seed'], 'coco', split, i), h, w,
-                force_occlusion=i % 4 == 1, crowd=i % 6 == 5)
-            file_name = f'{i:06d}.jpg'
-            _imwrite(osp.join(data_root, split, file_name), scene['img'])
-            images.append(
-                dict(id=i + 1, file_name=file_name, height=h, width=w))
-            for inst in scene['instances']:
-                ann = _coco_annotation(inst, h, w)
-                ann.update(id=len(annotations) + 1, image_id=i + 1)
-                annotations.append(ann)
-        _write_json(
-            osp.join(data_root, 'annotations', f'instances_{split}.json'),
-            dict(
-                info=dict(
-                    description='mmltm toy COCO (mmltm.datasets.toy)',
-                    version=str(GENERATOR_VERSION)),
-                licenses=[],
-                images=images,
-                annotations=annotations,
-                categories=categories))
+            img, label = draw(_rng(p['seed'], dataset, split, i), h, w, i)
+            stem = f'ADE_{split}_{i:08d}'
+            _imwrite(osp.join(img_dir, stem + '.jpg'), img)
+            _imwrite(osp.join(ann_dir, stem + '.png'), label)
     return data_root
+
+
+def _ade_label_scene(rng: np.random.Generator, h: int, w: int,
+                     index: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Image ``index`` of the toy ADE20K set and its label map (ADE20K
+    ids, 0 = the scribbles)."""
+    scene = _draw_scene(
+        rng, h, w, force_occlusion=index % 4 == 1, crowd=index % 6 == 5)
+    shape_ids = dict(zip(_SEG_SHAPES, TOY_SEG_LABEL_IDS[1:]))
+    label = np.full((h, w), TOY_SEG_LABEL_IDS[0], np.uint8)
+    label[scene['clutter']] = 0
+    for inst in scene['instances']:  # painting order = visibility
+        label[inst['full']] = shape_ids[inst['kind']]
+    return scene['img'], label
+
+
+def _ade_shapes_scene(rng: np.random.Generator, h: int, w: int,
+                      index: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Image ``index`` of the ``ade_shapes`` set and its label map (ADE20K
+    ids :data:`TOY_SCENE_SEG_LABEL_IDS`; distractors are background)."""
+    scene = draw_shapes_scene(rng, h, w)
+    label = np.full((h, w), TOY_SCENE_SEG_LABEL_IDS[0], np.uint8)
+    for inst in scene['instances']:
+        label[inst['mask']] = TOY_SCENE_SEG_LABEL_IDS[inst['label'] + 1]
+    return scene['img'], label
 
 
 def make_toy_ade(data_root: str,
@@ -534,25 +675,23 @@ def make_toy_ade(data_root: str,
     :func:`make_toy_coco`.
     """
     p = _check_params(num_train, num_val, size, seed)
-    h, w = p['size']
-    shape_ids = dict(zip(_SEG_SHAPES, TOY_SEG_LABEL_IDS[1:]))
-    for split, num in (('train', p['num_train']), ('val', p['num_val'])):
-        img_dir = osp.join(data_root, 'images', _ADE_SPLITS[split])
-        ann_dir = osp.join(data_root, 'annotations', _ADE_SPLITS[split])
-        os.makedirs(img_dir, exist_ok=True)
-        os.makedirs(ann_dir, exist_ok=True)
-        for i in range(num):
-            scene = _draw_scene(
-                _rng(p['seed'], 'ade', split, i), h, w,
-                force_occlusion=i % 4 == 1, crowd=i % 6 == 5)
-            label = np.full((h, w), TOY_SEG_LABEL_IDS[0], np.uint8)
-            label[scene['clutter']] = 0
-            for inst in scene['instances']:  # painting order = visibility
-                label[inst['full']] = shape_ids[inst['kind']]
-            stem = f'ADE_{split}_{i:08d}'
-            _imwrite(osp.join(img_dir, stem + '.jpg'), scene['img'])
-            _imwrite(osp.join(ann_dir, stem + '.png'), label)
-    return data_root
+    return _write_ade_set(data_root, p, 'ade', _ade_label_scene)
+
+
+def make_toy_ade_shapes(data_root: str,
+                        num_train: int = 192,
+                        num_val: int = 96,
+                        size: Size = (256, 256),
+                        seed: int = 0) -> str:
+    """Write the ``ade_shapes`` semantic-segmentation set (ADE20K layout).
+
+    The scenes of :func:`make_toy_coco_shapes` (another generator stream),
+    labelled with :data:`TOY_SCENE_SEG_LABEL_IDS` (ADE20K ids of
+    :data:`TOY_SCENE_SEG_CLASSES`; the distractor shapes are background).
+    Arguments and return value as :func:`make_toy_coco_shapes`.
+    """
+    p = _check_params(num_train, num_val, size, seed)
+    return _write_ade_set(data_root, p, 'ade_shapes', _ade_shapes_scene)
 
 
 def _write_cls_set(data_root: str, p: dict, dataset: str,
@@ -610,7 +749,9 @@ def make_toy_shapes(data_root: str,
 
 
 _MAKERS = dict(coco=make_toy_coco, ade=make_toy_ade,
-               imagenet=make_toy_imagenet, shapes=make_toy_shapes)
+               imagenet=make_toy_imagenet, shapes=make_toy_shapes,
+               coco_shapes=make_toy_coco_shapes,
+               ade_shapes=make_toy_ade_shapes)
 
 
 # --------------------------------------------------------------------------
@@ -716,14 +857,14 @@ def make_toy_data(out_dir: str = DEFAULT_TOY_ROOT,
 
     Args:
         out_dir (str): Root folder; receives one folder per set (``coco/``,
-            ``ade/``, ``imagenet/``, ``shapes/``). Defaults to
-            ``'data/toy'``.
+            ``ade/``, ``imagenet/``, ``shapes/``, ``coco_shapes/``,
+            ``ade_shapes/``). Defaults to ``'data/toy'``.
         num_train (int, optional): Training images per dataset. Defaults to
-            None: each set's own default (:data:`TOY_DEFAULTS`: 48, and 768
-            for shapes).
+            None: each set's own default (:data:`TOY_DEFAULTS`: 48, 768 for
+            shapes, 192 for the shapes scenes).
         num_val (int, optional): Validation images per dataset. Defaults to
             None: each set's default (48 for coco and ade, 16 for
-            imagenet, 480 for shapes).
+            imagenet, 480 for shapes, 96 for the shapes scenes).
         size (int | tuple[int, int], optional): Image size (H, W), each
             >= 32. Defaults to None: each set's default ((256, 256);
             (64, 64) for shapes).

@@ -27,6 +27,12 @@ toy sets. Layout (the toy ImageNet's, read by mmpretrain ``ImageNet`` /
     shapes/{train,val}/<class>/<class>_00000.png
     shapes/meta/{train,val}.txt          # "<class>/<file> <label>" lines
 
+:func:`draw_shapes_scene` draws the dense scenes of the ``coco_shapes`` /
+``ade_shapes`` sets (:mod:`mmltm.datasets.toy`) from the same helpers:
+several shapes of random outline on a background as here, the labelled ones
+filled with fine stripes whose direction is the class
+(:data:`SCENE_CLASSES`), the distractors with the fills of this set.
+
 How hard it is, is set by the module constants below (target and
 distractor radii, fill contrast, clutter, noise); they were tuned so that
 the toy Swin-T baseline (``configs/toy/swin_t_shapes_toy.py``) ends its
@@ -124,6 +130,14 @@ def _shape_alpha(kind: str, cx: float, cy: float, r: float,
     return small.astype(np.float32) / 255.0
 
 
+def _stripes(xs: np.ndarray, ys: np.ndarray, angle: float,
+             period: float) -> np.ndarray:
+    """Binary stripes (0 / 1) across direction ``angle`` (radians) with
+    ``period`` px, on the pixel grid ``xs``, ``ys``."""
+    proj = xs * np.cos(angle) + ys * np.sin(angle)
+    return (np.sin(2 * np.pi * proj / period) > 0).astype(np.float32)
+
+
 def _texture(rng: np.random.Generator, h: int, w: int, spread: float,
              kinds: Tuple[int, ...],
              value_range: Tuple[float, float]) -> Tuple[np.ndarray,
@@ -140,9 +154,7 @@ def _texture(rng: np.random.Generator, h: int, w: int, spread: float,
         t = np.zeros((h, w), np.float32)
     elif kind == 1:  # stripes
         ang = rng.uniform(0, np.pi)
-        period = rng.uniform(3, 9)
-        proj = xs * np.cos(ang) + ys * np.sin(ang)
-        t = (np.sin(2 * np.pi * proj / period) > 0).astype(np.float32)
+        t = _stripes(xs, ys, ang, rng.uniform(3, 9))
     elif kind == 2:  # checker
         cell = rng.uniform(3, 8)
         t = ((np.floor(xs / cell) + np.floor(ys / cell)) % 2).astype(
@@ -179,6 +191,22 @@ def _place(rng: np.random.Generator, r: float, h: int,
     return rng.uniform(m, w - m), rng.uniform(m, h - m)
 
 
+def _clutter_lines(rng: np.random.Generator, img: np.ndarray,
+                   count: Tuple[int, int]) -> np.ndarray:
+    """``img`` (H, W, 3) with ``count`` (inclusive range) anti-aliased
+    lines of random colours, 1-2 px wide, drawn over it."""
+    import cv2
+    h, w = img.shape[:2]
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        p0 = (int(rng.integers(w)), int(rng.integers(h)))
+        p1 = (int(rng.integers(w)), int(rng.integers(h)))
+        line = np.zeros((h, w), np.uint8)
+        cv2.line(line, p0, p1, 255, int(rng.integers(1, 3)), cv2.LINE_AA)
+        a = (line.astype(np.float32) / 255.0)[..., None]
+        img = img * (1 - a) + rng.uniform(0, 255, 3)[None, None] * a
+    return img
+
+
 def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
                       label: int) -> np.ndarray:
     """Draw one image of class ``TOY_SHAPES_CLASSES[label]`` (uint8 RGB).
@@ -192,7 +220,6 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
     Returns:
         np.ndarray: (h, w, 3) uint8 RGB image.
     """
-    import cv2
     s = min(h, w)
     kind = TOY_SHAPES_CLASSES[label]
     background, bg_mean = _texture(rng, h, w, _BACKGROUND_SPREAD,
@@ -222,13 +249,108 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
         img = img * (1 - alpha) + fill * alpha
 
     # clutter lines of random colours over everything
-    for _ in range(int(rng.integers(_NUM_CLUTTER_LINES[0],
-                                    _NUM_CLUTTER_LINES[1] + 1))):
-        p0 = (int(rng.integers(w)), int(rng.integers(h)))
-        p1 = (int(rng.integers(w)), int(rng.integers(h)))
-        line = np.zeros((h, w), np.uint8)
-        cv2.line(line, p0, p1, 255, int(rng.integers(1, 3)), cv2.LINE_AA)
-        a = (line.astype(np.float32) / 255.0)[..., None]
-        img = img * (1 - a) + rng.uniform(0, 255, 3)[None, None] * a
+    img = _clutter_lines(rng, img, _NUM_CLUTTER_LINES)
     img = img + rng.normal(0, _NOISE_STD, img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------
+# dense scenes (the ``coco_shapes`` / ``ade_shapes`` sets of toy.py)
+# --------------------------------------------------------------------------
+#: the labelled classes of the dense scenes (COCO category ids 1..4, ADE
+#: label order 1..4 after the background): a light shape of any outline
+#: filled with fine stripes across the direction 0, 45, 90 or 135 degrees
+SCENE_CLASSES = ('stripes0', 'stripes45', 'stripes90', 'stripes135')
+_SCENE_ANGLES_DEG = (0.0, 45.0, 90.0, 135.0)
+
+# Scene knobs (fractions of the short side unless said otherwise).
+_SCENE_RADIUS = (0.08, 0.13)  # 20-33 px radius at 256 x 256
+_SCENE_NUM_OBJECTS = (5, 9)  # labelled shapes per image, inclusive
+_SCENE_NUM_DISTRACTORS = (1, 2)  # unlabelled shapes per image, inclusive
+_SCENE_NUM_CLUTTER_LINES = (1, 3)  # background lines, inclusive
+_SCENE_GAP = 2.0  # px between the discs of two shapes (no occlusion)
+_STRIPE_PERIOD = (5.0, 9.0)  # px: about two 4-px patch tokens
+_STRIPE_ANGLE_JITTER_DEG = 10.0
+_STRIPE_MEAN = (160.0, 225.0)  # per channel: the mean of the distractors'
+_STRIPE_CONTRAST = (50.0, 70.0)  # light minus dark stripe, every channel
+
+
+def _striped_fill(rng: np.random.Generator, h: int, w: int,
+                  label: int) -> np.ndarray:
+    """The fill (H, W, 3) of a labelled scene shape: two random light
+    colours ``_STRIPE_CONTRAST`` apart in stripes across the class's
+    direction (+- jitter), of random period."""
+    mean = rng.uniform(*_STRIPE_MEAN, 3)
+    half = rng.uniform(*_STRIPE_CONTRAST) / 2
+    angle = np.deg2rad(_SCENE_ANGLES_DEG[label] + rng.uniform(
+        -_STRIPE_ANGLE_JITTER_DEG, _STRIPE_ANGLE_JITTER_DEG))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = _stripes(xs, ys, angle, rng.uniform(*_STRIPE_PERIOD))[..., None]
+    light, dark = np.clip(mean + half, 0, 255), np.clip(mean - half, 0, 255)
+    return (dark[None, None] * (1 - t) + light[None, None] * t).astype(
+        np.float32)
+
+
+def draw_shapes_scene(rng: np.random.Generator, h: int, w: int) -> dict:
+    """Draw one dense scene of the toy-shapes recipe.
+
+    Shapes of random outline (any of :data:`TOY_SHAPES_CLASSES`) at random
+    places (their discs do not overlap, so every mask is whole) on a random
+    dark textured background with clutter lines (as
+    :func:`draw_shapes_image`). A labelled shape is filled with fine light
+    stripes whose direction is its class (:data:`SCENE_CLASSES`,
+    :func:`_striped_fill`); a distractor with a flat or smooth-noise light
+    fill (:func:`_contrasting_fills`, as the shapes images). Hue, mean
+    brightness, size and outline are independent of the class: only the
+    direction of the stripes says it, a cue a few pixels fine (a 2x2
+    average of 4-px patch tokens blurs it away).
+
+    Args:
+        rng (np.random.Generator): The image's own generator.
+        h (int): Image height.
+        w (int): Image width.
+
+    Returns:
+        dict: ``img`` ((h, w, 3) uint8 RGB); ``instances``, the labelled
+        shapes in drawing order, each ``dict(label=<index into
+        SCENE_CLASSES>, mask=<(h, w) bool, coverage >= 0.5>)``; and
+        ``distractors``, the masks of the unlabelled shapes.
+    """
+    s = min(h, w)
+    img, bg_mean = _texture(rng, h, w, _BACKGROUND_SPREAD,
+                            _BACKGROUND_TEXTURES, _BACKGROUND_VALUES)
+    img = _clutter_lines(rng, img, _SCENE_NUM_CLUTTER_LINES)
+
+    n_objects = int(rng.integers(_SCENE_NUM_OBJECTS[0],
+                                 _SCENE_NUM_OBJECTS[1] + 1))
+    n_distractors = int(rng.integers(_SCENE_NUM_DISTRACTORS[0],
+                                     _SCENE_NUM_DISTRACTORS[1] + 1))
+    labels = [int(rng.integers(len(SCENE_CLASSES))) for _ in range(n_objects)]
+    labels += [None] * n_distractors
+    discs, instances, distractors = [], [], []
+    for k in rng.permutation(len(labels)):
+        label = labels[k]
+        for _ in range(50):  # a free place, else the shape is left out
+            r = s * rng.uniform(*_SCENE_RADIUS)
+            x, y = rng.uniform(r + 1, w - r - 1), rng.uniform(r + 1, h - r - 1)
+            if all(np.hypot(x - dx, y - dy) >= r + dr + _SCENE_GAP
+                   for dx, dy, dr in discs):
+                break
+        else:
+            continue
+        discs.append((x, y, r))
+        outline = TOY_SHAPES_CLASSES[int(rng.integers(len(TOY_SHAPES_CLASSES)))]
+        alpha = _shape_alpha(outline, x, y, r, rng, h, w)
+        fill = (_contrasting_fills(rng, h, w, bg_mean) if label is None else
+                _striped_fill(rng, h, w, label))
+        img = img * (1 - alpha[..., None]) + fill * alpha[..., None]
+        mask = alpha >= 0.5
+        if not mask.any():
+            continue
+        if label is None:
+            distractors.append(mask)
+        else:
+            instances.append(dict(label=label, mask=mask))
+    img = img + rng.normal(0, _NOISE_STD, img.shape)
+    return dict(img=np.clip(np.round(img), 0, 255).astype(np.uint8),
+                instances=instances, distractors=distractors)

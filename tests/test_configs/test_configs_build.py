@@ -63,6 +63,10 @@ TOY_PAIRS = [(f'configs/toy/{ltm}.py', f'configs/toy/{base}.py',
      'ltm_swin/mask-rcnn_ltm-swin-t-p4-w7_fpn_1x_coco'),
     ('upernet_ltm_swin_t_toy', 'upernet_swin_t_toy',
      'ltm_swin/upernet_ltm-swin-t_8xb2-160k_ade20k-512x512'),
+    ('mask_rcnn_ltm_swin_t_coco_shapes_toy', 'mask_rcnn_swin_t_coco_shapes_toy',
+     'ltm_swin/mask-rcnn_ltm-swin-t-p4-w7_fpn_1x_coco'),
+    ('upernet_ltm_swin_t_ade_shapes_toy', 'upernet_swin_t_ade_shapes_toy',
+     'ltm_swin/upernet_ltm-swin-t_8xb2-160k_ade20k-512x512'),
 ]]
 # the keys an LTM config may change relative to its baseline
 LTM_KEYS = {
@@ -113,7 +117,7 @@ def diff_keys(a, b):
 def test_all_configs_found():
     swin_dense = {a for pair in PAIRS for a in pair}
     swin_dense |= {a for pair in TOY_PAIRS for a in pair[:2]}
-    assert len(swin_dense) == 14 and swin_dense <= set(CONFIGS)
+    assert len(swin_dense) == 18 and swin_dense <= set(CONFIGS)
     # 34 real configs under their OpenMMLab names, each with its old name
     real = [p for p in CONFIGS if '/toy/' not in p]
     assert len(real) == 34 and sorted(ALIASES.values()) == sorted(real)
@@ -283,31 +287,60 @@ def test_real_recipes():
 
 def test_toy_configs_match_toy_data():
     from mmltm.datasets.toy import (TOY_COCO_CLASSES, TOY_COCO_PALETTE,
-                                    TOY_SEG_CLASSES, TOY_SEG_PALETTE)
-    for name in ('mask_rcnn_swin_t_toy', 'mask_rcnn_ltm_swin_t_toy'):
+                                    TOY_SCENE_COCO_CLASSES,
+                                    TOY_SCENE_COCO_PALETTE,
+                                    TOY_SCENE_SEG_CLASSES,
+                                    TOY_SCENE_SEG_PALETTE, TOY_SEG_CLASSES,
+                                    TOY_SEG_PALETTE)
+    det = [(name, None, TOY_COCO_CLASSES, TOY_COCO_PALETTE) for name in (
+        'mask_rcnn_swin_t_toy', 'mask_rcnn_ltm_swin_t_toy')]
+    det += [(name, 'coco_shapes', TOY_SCENE_COCO_CLASSES,
+             TOY_SCENE_COCO_PALETTE) for name in (
+                 'mask_rcnn_swin_t_coco_shapes_toy',
+                 'mask_rcnn_ltm_swin_t_coco_shapes_toy')]
+    for name, toy_set, classes, palette in det:
         cfg = load(f'configs/toy/{name}.py')
-        assert cfg.metainfo.classes == TOY_COCO_CLASSES
+        assert cfg.metainfo.classes == classes
         assert [tuple(c) for c in cfg.metainfo.palette] == [
-            tuple(c) for c in TOY_COCO_PALETTE
+            tuple(c) for c in palette
         ]
-        assert cfg.model.roi_head.bbox_head.num_classes == len(
-            TOY_COCO_CLASSES)
-        assert cfg.model.roi_head.mask_head.num_classes == len(
-            TOY_COCO_CLASSES)
+        assert cfg.model.roi_head.bbox_head.num_classes == len(classes)
+        assert cfg.model.roi_head.mask_head.num_classes == len(classes)
         assert cfg.val_evaluator.metric == ['bbox', 'segm']
         assert cfg.train_cfg.type == 'IterBasedTrainLoop'
         assert cfg.model.backbone.init_cfg is None
-    for name in ('upernet_swin_t_toy', 'upernet_ltm_swin_t_toy'):
+        root = f"data/toy/{toy_set or 'coco'}/"
+        assert cfg.val_evaluator.ann_file == \
+            root + 'annotations/instances_val.json'
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            dataset = cfg[loader].dataset
+            assert dataset.data_root == root
+            assert dataset.get('toy_set') == toy_set
+            assert dataset.metainfo == cfg.metainfo
+    seg = [(name, None, TOY_SEG_CLASSES, TOY_SEG_PALETTE) for name in (
+        'upernet_swin_t_toy', 'upernet_ltm_swin_t_toy')]
+    seg += [(name, 'ade_shapes', TOY_SCENE_SEG_CLASSES,
+             TOY_SCENE_SEG_PALETTE) for name in (
+                 'upernet_swin_t_ade_shapes_toy',
+                 'upernet_ltm_swin_t_ade_shapes_toy')]
+    for name, toy_set, classes, palette in seg:
         cfg = load(f'configs/toy/{name}.py')
-        assert cfg.metainfo.classes == TOY_SEG_CLASSES
+        assert cfg.metainfo.classes == classes
         assert [tuple(c) for c in cfg.metainfo.palette] == [
-            tuple(c) for c in TOY_SEG_PALETTE
+            tuple(c) for c in palette
         ]
         for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
-            assert head.num_classes == len(TOY_SEG_CLASSES)
+            assert head.num_classes == len(classes)
             assert head.norm_cfg.type == 'BN'
         assert cfg.val_evaluator.type == 'IoUMetric'
         assert cfg.model.backbone.init_cfg is None
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            dataset = cfg[loader].dataset
+            assert dataset.data_root == f"data/toy/{toy_set or 'ade'}"
+            assert dataset.get('toy_set') == toy_set
+            assert dataset.metainfo == cfg.metainfo
     for path in CONFIGS:
         if '/toy/' in path:
             cfg = load(path)

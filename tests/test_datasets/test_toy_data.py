@@ -51,7 +51,8 @@ def toy(tmp_path_factory):
 
 
 def test_layout_and_determinism(toy, tmp_path):
-    assert set(toy) == {'coco', 'ade', 'imagenet', 'shapes'}
+    assert set(toy) == {'coco', 'ade', 'imagenet', 'shapes', 'coco_shapes',
+                        'ade_shapes'}
     for rel in ('coco/annotations/instances_train.json',
                 'coco/annotations/instances_val.json',
                 'coco/train/000000.jpg', 'coco/val/000005.jpg',
@@ -61,7 +62,11 @@ def test_layout_and_determinism(toy, tmp_path):
                 'imagenet/train/circle/circle_00000.png',
                 'imagenet/val/triangle/triangle_00003.png',
                 'shapes/meta/val.txt', 'shapes/train/arrow/arrow_00000.png',
-                'shapes/val/crescent/crescent_00002.png'):
+                'shapes/val/crescent/crescent_00002.png',
+                'coco_shapes/annotations/instances_val.json',
+                'coco_shapes/train/000005.jpg',
+                'ade_shapes/images/validation/ADE_val_00000005.jpg',
+                'ade_shapes/annotations/training/ADE_train_00000005.png'):
         assert osp.isfile(osp.join(osp.dirname(toy['coco']), rel)), rel
 
     again = make_toy_data(str(tmp_path / 'a'), **PARAMS)

@@ -78,3 +78,41 @@ def test_summary_only_reads_stored_results_and_names_the_missing_runs(tmp_path, 
     assert '| ltm | - |' in printed
     assert '3 of 6 runs have no stored result: det/ltm/seed0, det/ltm/seed1, det/ltm/seed2' in printed
     assert not (tmp_path / 'det' / 'ltm').exists()
+
+
+def test_shapes_tasks_use_the_shapes_configs_at_the_old_tasks_flops():
+    """det_shapes / seg_shapes train the toy Mask R-CNN / UperNet on the
+    shapes scenes, at the same input size and so the same 'stage' ratio as
+    det / seg; the old tasks keep their configs."""
+    assert {'cls', 'det', 'seg', 'det_shapes', 'seg_shapes'} <= set(compare.TASKS)
+    for new, old, toy_set in (('det_shapes', 'det', 'coco_shapes'),
+                              ('seg_shapes', 'seg', 'ade_shapes')):
+        spec, old_spec = compare.TASKS[new], compare.TASKS[old]
+        assert (spec['metric'], spec['stage_ratio'], spec['size']) == (
+            old_spec['metric'], old_spec['stage_ratio'], old_spec['size'])
+        for key in ('ltm', 'baseline'):
+            assert spec[key] != old_spec[key]
+        cfg = compare.variant_config(new, 'pool25_stage')
+        assert cfg.train_dataloader.dataset.toy_set == toy_set
+        assert cfg.model.backbone.merge_scope == 'stage'
+        assert cfg.model.backbone.compression_ratio == 0.25
+        assert cfg.model.backbone.merger_cfg.learnable_step is False
+    assert compare.variant_config('det', 'baseline').model.backbone.type == 'SwinTransformer'
+    assert compare.TASKS['seg']['ltm'] == 'configs/toy/upernet_ltm_swin_t_toy.py'
+
+
+def test_flops_option_prints_backbone_ratios(capsys):
+    """--flops trains nothing and prints each variant's backbone FLOPs over
+    the baseline's: 1 for the baseline, below 1 for merging, and 'stage'
+    at its task's ratio within 0.01 of the 'ffn' variant (the equal-FLOPs
+    rule of ltm_stage)."""
+    assert compare.main(['--tasks', 'cls', '--variants', 'baseline', 'ltm', 'ltm_stage',
+                         'pool25', '--flops']) == 0
+    rows = {line.split('|')[1].strip(): float(line.split('|')[2].strip().rstrip('x'))
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith('| ') and line.split('|')[2].strip().endswith('x')}
+    assert rows['baseline'] == 1.0
+    assert rows['pool25'] < rows['ltm'] < 1.0
+    assert abs(rows['ltm_stage'] - rows['ltm']) <= 0.01
+    with pytest.raises(SystemExit):
+        compare.parse_args(['--flops', '--summary-only'])

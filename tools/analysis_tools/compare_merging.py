@@ -25,9 +25,16 @@ Variants (all at the LTM config's ``compression_ratio`` unless named):
   whose FLOPs equal ``ltm``'s within 0.01 on the task's input size
   (``stage_ratio`` of the task, measured with mmengine's counter: 64 x 64
   shapes: 0.7 gives 0.947x in both scopes; 256 x 256 COCO / ADE: 'ffn' 0.7
-  gives 0.878x, 'stage' 0.76 gives 0.869x);
+  gives 0.878x, 'stage' 0.76 gives 0.869x; ``--flops`` prints these
+  backbone ratios for every variant of the chosen tasks);
 * ``pool25_stage``: ``pool25`` with ``merge_scope='stage'``: the known-worse
   model in the scope where merging reaches attention.
+
+Tasks: ``cls`` (toy shapes classification), ``det`` / ``seg`` (toy
+Mask R-CNN / UperNet on the toy COCO / ADE20K sets, which cannot see
+``pool25``), and ``det_shapes`` / ``seg_shapes``: the same models on the
+``coco_shapes`` / ``ade_shapes`` scenes (small shapes where only the
+outline says the class, :func:`mmltm.datasets.toy_shapes.draw_shapes_scene`).
 
 Examples::
 
@@ -35,6 +42,7 @@ Examples::
     python tools/analysis_tools/compare_merging.py --tasks det --seeds 0 1 2 3 4
     python tools/analysis_tools/compare_merging.py --variants baseline ltm --max-iters 20
     python tools/analysis_tools/compare_merging.py --jobs 2 --threads 1   # 2 runs at a time
+    python tools/analysis_tools/compare_merging.py --tasks seg_shapes --flops  # FLOPs, no training
 """
 import argparse
 import concurrent.futures
@@ -46,21 +54,30 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-#: the toy tasks: LTM config, its baseline, and the metric compared
+#: the toy tasks: LTM config, its baseline, the metric compared, the
+#: 'stage' ratio of ``ltm_stage`` and the input size (square side) its
+#: FLOPs are matched at (``--flops``: the test pipeline's input)
 TASKS: Dict[str, Dict[str, str]] = {
     'cls': dict(ltm='configs/toy/ltm_swin_t_shapes_toy.py',
                 baseline='configs/toy/swin_t_shapes_toy.py', metric='accuracy/top1',
-                stage_ratio='0.7'),
+                stage_ratio='0.7', size='56'),
     'det': dict(ltm='configs/toy/mask_rcnn_ltm_swin_t_toy.py',
                 baseline='configs/toy/mask_rcnn_swin_t_toy.py', metric='coco/bbox_mAP',
-                stage_ratio='0.76'),
+                stage_ratio='0.76', size='256'),
     'seg': dict(ltm='configs/toy/upernet_ltm_swin_t_toy.py',
                 baseline='configs/toy/upernet_swin_t_toy.py', metric='mIoU',
-                stage_ratio='0.76'),
+                stage_ratio='0.76', size='256'),
+    'det_shapes': dict(ltm='configs/toy/mask_rcnn_ltm_swin_t_coco_shapes_toy.py',
+                       baseline='configs/toy/mask_rcnn_swin_t_coco_shapes_toy.py',
+                       metric='coco/bbox_mAP', stage_ratio='0.76', size='256'),
+    'seg_shapes': dict(ltm='configs/toy/upernet_ltm_swin_t_ade_shapes_toy.py',
+                       baseline='configs/toy/upernet_swin_t_ade_shapes_toy.py',
+                       metric='mIoU', stage_ratio='0.76', size='256'),
 }
 
 _POOL = ['model.backbone.merge_mode=grid', 'model.backbone.init_step=0.001',
@@ -87,6 +104,43 @@ def variant_options(task: str, variant: str) -> List[str]:
     """The ``--cfg-options`` of ``variant`` on ``task`` (task-specific
     values such as the 'stage' ratio filled in)."""
     return [o.format(**TASKS[task]) for o in VARIANTS[variant][1]]
+
+
+def variant_config(task: str, variant: str):
+    """The loaded config of ``variant`` on ``task`` (its ``--cfg-options``
+    merged, as ``tools/train.py`` merges them)."""
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--options', nargs='*', action=DictAction, default={})
+    options = parser.parse_args(['--options', *variant_options(task, variant)]).options
+    cfg = Config.fromfile(osp.join(REPO, TASKS[task][VARIANTS[variant][0]]))
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def backbone_flops(task: str, variant: str) -> int:
+    """Backbone FLOPs (mmengine's counter, multiply-adds) of ``variant`` on
+    one ``size`` x ``size`` image of ``task``, random weights."""
+    import torch
+    from mmltm.analysis.flops import count_flops
+    from mmltm.analysis.models import build_model
+    size = int(TASKS[task]['size'])
+    with warnings.catch_warnings():  # the libraries' deprecation notes, per model
+        warnings.simplefilter('ignore')
+        model = build_model(variant_config(task, variant), default_scope='mmpretrain')
+        return count_flops(model.backbone, torch.randn(1, 3, size, size))
+
+
+def flops_table(tasks: List[str], variants: List[str]) -> str:
+    """Markdown table: each variant's backbone FLOPs relative to the
+    baseline's, per task (what ``--flops`` prints)."""
+    lines = ['| variant | ' + ' | '.join(f'{t} ({TASKS[t]["size"]}²)' for t in tasks) + ' |',
+             '|---' * (len(tasks) + 1) + '|']
+    base = {t: backbone_flops(t, 'baseline') for t in tasks}
+    for v in variants:
+        cells = [f'{backbone_flops(t, v) / base[t]:.3f}x' for t in tasks]
+        lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
 def final_metric(work_dir: str, metric: str) -> float:
@@ -211,9 +265,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--rerun', action='store_true', help='ignore stored results')
     parser.add_argument('--summary-only', action='store_true',
                         help='train nothing: summarise the stored results, list the missing runs')
+    parser.add_argument('--flops', action='store_true',
+                        help="train nothing: print each variant's backbone FLOPs relative to "
+                        "the baseline's on each task's input size (mmengine's counter)")
     args = parser.parse_args(argv)
     if args.summary_only and args.rerun:
         parser.error('--summary-only and --rerun contradict each other')
+    if args.flops and (args.summary_only or args.rerun):
+        parser.error('--flops trains nothing: it goes with neither --summary-only nor --rerun')
     if args.max_iters is not None and args.max_iters < 1:
         parser.error(f'--max-iters={args.max_iters} must be positive')
     if args.threads < 1:
@@ -232,6 +291,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     runs = [(t, v, s) for t in args.tasks for s in args.seeds for v in args.variants]
     if args.summary_only:
         return summarise_stored(runs, args)
+    if args.flops:
+        print(flops_table(args.tasks, args.variants))
+        print("\nbackbone FLOPs / the baseline's, mmengine FlopAnalyzer (MACs), batch 1, "
+              'random weights')
+        return 0
     results = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, t, v, s, args) for t, v, s in runs]

@@ -1,0 +1,10 @@
+# Toy LTM-Swin UperNet on the toy ADE20K shapes set:
+# ./upernet_swin_t_ade_shapes_toy.py with only the backbone swapped, exactly
+# as ./upernet_ltm_swin_t_toy.py swaps it (type and compression_ratio).
+# tests/test_configs checks that the two swaps stay the same.
+_base_ = ['./upernet_swin_t_ade_shapes_toy.py']
+custom_imports = dict(imports=['mmltm', 'mmltm.engine.checkpoint_fix'],
+                      allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(type='LTMSwinTransformer', compression_ratio=0.7))
