@@ -116,3 +116,8 @@ def test_flops_option_prints_backbone_ratios(capsys):
     assert abs(rows['ltm_stage'] - rows['ltm']) <= 0.01
     with pytest.raises(SystemExit):
         compare.parse_args(['--flops', '--summary-only'])
+
+
+def test_default_tasks_are_the_seeds_table_and_the_shapes_scenes_are_opt_in():
+    assert compare.parse_args([]).tasks == ['cls', 'det', 'seg'] == list(compare.DEFAULT_TASKS)
+    assert compare.parse_args(['--tasks', 'seg_shapes']).tasks == ['seg_shapes']

@@ -38,7 +38,7 @@ outline says the class, :func:`mmltm.datasets.toy_shapes.draw_shapes_scene`).
 
 Examples::
 
-    python tools/analysis_tools/compare_merging.py                  # all tasks, 3 seeds
+    python tools/analysis_tools/compare_merging.py                  # cls det seg, 3 seeds
     python tools/analysis_tools/compare_merging.py --tasks det --seeds 0 1 2 3 4
     python tools/analysis_tools/compare_merging.py --variants baseline ltm --max-iters 20
     python tools/analysis_tools/compare_merging.py --jobs 2 --threads 1   # 2 runs at a time
@@ -79,6 +79,10 @@ TASKS: Dict[str, Dict[str, str]] = {
                        baseline='configs/toy/upernet_swin_t_ade_shapes_toy.py',
                        metric='mIoU', stage_ratio='0.76', size='256'),
 }
+
+#: the tasks of the README's seeds table (the default of ``--tasks``); the
+#: shapes scenes are opt-in until they can see a known-worse model
+DEFAULT_TASKS = ('cls', 'det', 'seg')
 
 _POOL = ['model.backbone.merge_mode=grid', 'model.backbone.init_step=0.001',
          'model.backbone.merger_cfg.learnable_step=False']
@@ -252,7 +256,7 @@ def summarise_stored(runs: List[tuple], args: argparse.Namespace) -> int:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--tasks', nargs='+', choices=sorted(TASKS), default=list(TASKS))
+    parser.add_argument('--tasks', nargs='+', choices=sorted(TASKS), default=list(DEFAULT_TASKS))
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--max-iters', type=int, default=None,

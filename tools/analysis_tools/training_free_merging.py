@@ -39,7 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, REPO)
 
-from compare_merging import TASKS, VARIANTS, variant_options  # noqa: E402
+from compare_merging import DEFAULT_TASKS, TASKS, VARIANTS, variant_options  # noqa: E402
 
 #: the variants that need no training of their own (the baseline row is
 #: the checkpoint as trained, evaluated without merging)
@@ -168,7 +168,7 @@ def summarise(results: Dict[tuple, float], tasks: List[str], variants: List[str]
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--tasks', nargs='+', choices=sorted(TASKS), default=list(TASKS))
+    parser.add_argument('--tasks', nargs='+', choices=sorted(TASKS), default=list(DEFAULT_TASKS))
     parser.add_argument('--variants', nargs='+', choices=MERGING_VARIANTS,
                         default=MERGING_VARIANTS)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
