@@ -187,6 +187,8 @@ _COLOR_JITTER = 25
 # seed spread; equal areas (at the rectangle's) remove that imbalance.
 _EQUAL_AREA_RADIUS = {'circle': 0.766, 'rectangle': 1.0, 'triangle': 1.29}
 _SEG_SHAPES = ('circle', 'rectangle', 'triangle')  # TOY_SEG_CLASSES[1:]
+#: the raw ADE label value of each scene shape
+_SEG_SHAPE_IDS = dict(zip(_SEG_SHAPES, TOY_SEG_LABEL_IDS[1:]))
 
 #: palette for visualisation, one colour per entry of TOY_COCO_CLASSES
 TOY_COCO_PALETTE = [_SHAPE_COLORS[c] for c in TOY_COCO_CLASSES]
@@ -644,11 +646,10 @@ def _ade_label_scene(rng: np.random.Generator, h: int, w: int,
     ids, 0 = the scribbles)."""
     scene = _draw_scene(
         rng, h, w, force_occlusion=index % 4 == 1, crowd=index % 6 == 5)
-    shape_ids = dict(zip(_SEG_SHAPES, TOY_SEG_LABEL_IDS[1:]))
     label = np.full((h, w), TOY_SEG_LABEL_IDS[0], np.uint8)
     label[scene['clutter']] = 0
     for inst in scene['instances']:  # painting order = visibility
-        label[inst['full']] = shape_ids[inst['kind']]
+        label[inst['full']] = _SEG_SHAPE_IDS[inst['kind']]
     return scene['img'], label
 
 

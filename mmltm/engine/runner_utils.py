@@ -343,7 +343,7 @@ def compare_state_dict_keys(model: torch.nn.Module,
             print_log(f'{len(kept)} mask-module keys are not in {source}: they '
                       f'keep their initial values: {_listed(kept, max_listed)}',
                       logger='current', level=logging.WARNING)
-        missing = [k for k in missing if k not in set(kept)]
+            missing = [k for k in missing if not k.startswith(prefixes)]
     unexpected = sorted(set(state) - set(expected))
     mis_shaped = sorted(
         f'{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}'

@@ -1,6 +1,5 @@
 """tools/analysis_tools/training_free_merging.py: the options it builds and
 one evaluation through them."""
-import argparse
 import json
 import os.path as osp
 import sys
@@ -13,23 +12,14 @@ sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 sys.path.insert(0, osp.join(REPO, 'tools'))
 
 import training_free_merging as tfm  # noqa: E402
-from compare_merging import TASKS  # noqa: E402
-
-
-def _apply(config: str, options):
-    from mmengine.config import Config, DictAction
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--o', nargs='+', action=DictAction)
-    cfg = Config.fromfile(osp.join(REPO, config))
-    cfg.merge_from_dict(parser.parse_args(['--o', *options]).o)
-    return cfg
+from compare_merging import TASKS, load_config  # noqa: E402
 
 
 @pytest.mark.parametrize('task', sorted(TASKS))
 @pytest.mark.parametrize('variant', ['ltm_stage', 'pool25', tfm.DENSE])
 def test_options_put_the_ltm_backbone_into_the_baseline_config(task, variant):
     from mmengine.config import Config
-    cfg = _apply(TASKS[task]['baseline'], tfm.eval_options(task, variant, 3))
+    cfg = load_config(TASKS[task]['baseline'], tfm.eval_options(task, variant, 3))
     ltm = Config.fromfile(osp.join(REPO, TASKS[task]['ltm'])).model.backbone.to_dict()
     got = cfg.model.backbone.to_dict()
     expected = dict(ltm, **dict(

@@ -110,16 +110,22 @@ def variant_options(task: str, variant: str) -> List[str]:
     return [o.format(**TASKS[task]) for o in VARIANTS[variant][1]]
 
 
-def variant_config(task: str, variant: str):
-    """The loaded config of ``variant`` on ``task`` (its ``--cfg-options``
-    merged, as ``tools/train.py`` merges them)."""
+def load_config(config: str, options: List[str]):
+    """``config`` (relative to the repo) with ``key=value`` ``options``
+    merged, parsed as ``tools/train.py`` / ``tools/test.py`` parse
+    ``--cfg-options``."""
     from mmengine.config import Config, DictAction
     parser = argparse.ArgumentParser()
     parser.add_argument('--options', nargs='*', action=DictAction, default={})
-    options = parser.parse_args(['--options', *variant_options(task, variant)]).options
-    cfg = Config.fromfile(osp.join(REPO, TASKS[task][VARIANTS[variant][0]]))
-    cfg.merge_from_dict(options)
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.merge_from_dict(parser.parse_args(['--options', *options]).options)
     return cfg
+
+
+def variant_config(task: str, variant: str):
+    """The loaded config of ``variant`` on ``task`` (its ``--cfg-options``
+    merged, as ``tools/train.py`` merges them)."""
+    return load_config(TASKS[task][VARIANTS[variant][0]], variant_options(task, variant))
 
 
 def backbone_flops(task: str, variant: str) -> int:
@@ -195,6 +201,12 @@ def run_one(task: str, variant: str, seed: int, args: argparse.Namespace) -> Dic
     return result
 
 
+def mean_std(values: List[float]) -> tuple:
+    """``(mean, sample std)`` of ``values`` (std NaN for a single value)."""
+    std = statistics.stdev(values) if len(values) > 1 else float('nan')
+    return statistics.fmean(values), std
+
+
 def summarise(results: List[Dict], tasks: List[str], variants: List[str]) -> str:
     """The markdown table (mean ± std over seeds) and the discrimination check."""
     lines = ['| variant | ' + ' | '.join(f'{t}: {TASKS[t]["metric"]}' for t in tasks) + ' |',
@@ -207,8 +219,7 @@ def summarise(results: List[Dict], tasks: List[str], variants: List[str]) -> str
             if not vals:
                 cells.append('-')
                 continue
-            mean = statistics.fmean(vals)
-            std = statistics.stdev(vals) if len(vals) > 1 else float('nan')
+            mean, std = mean_std(vals)
             stats[t, v] = (mean, std, len(vals))
             cells.append(f'{mean:.3f} ± {std:.3f} (n={len(vals)})')
         lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')

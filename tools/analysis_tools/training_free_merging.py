@@ -29,7 +29,6 @@ import io
 import json
 import os
 import os.path as osp
-import statistics
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -39,7 +38,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, REPO)
 
-from compare_merging import DEFAULT_TASKS, TASKS, VARIANTS, variant_options  # noqa: E402
+from compare_merging import DEFAULT_TASKS, TASKS, VARIANTS, mean_std, variant_options  # noqa: E402
 
 #: the variants that need no training of their own (the baseline row is
 #: the checkpoint as trained, evaluated without merging)
@@ -158,10 +157,8 @@ def summarise(results: Dict[tuple, float], tasks: List[str], variants: List[str]
             if not vals:
                 cells += ['-', '-']
                 continue
-            std = statistics.stdev(vals) if len(vals) > 1 else float('nan')
-            cells.append(f'{statistics.fmean(vals):.3f} ± {std:.3f} (n={len(vals)})')
-            dstd = statistics.stdev(diffs) if len(diffs) > 1 else float('nan')
-            cells.append(f'{statistics.fmean(diffs):+.3f} ± {dstd:.3f}' if diffs else '-')
+            cells.append('{:.3f} ± {:.3f}'.format(*mean_std(vals)) + f' (n={len(vals)})')
+            cells.append('{:+.3f} ± {:.3f}'.format(*mean_std(diffs)) if diffs else '-')
         lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
