@@ -344,6 +344,32 @@ if _ADE20KDataset is not None:
 
         toy_default_set = 'ade'
 
+    @_register('mmseg')
+    class ToyShapesSegDataset(ToyADE20KDataset):
+        """The ``ade_shapes`` set: the toy shapes images densely labelled
+        (background + the 12 shape classes in their own label order, no
+        ADE20K ids; distractor shapes 255, ignored), hence
+        ``reduce_zero_label=False``. Args as :class:`ToyADE20KDataset`
+        (default set 'ade_shapes')."""
+
+        # mmltm.datasets.toy.TOY_SCENE_SEG_CLASSES / _PALETTE (not imported:
+        # importing this module must not load the generator)
+        METAINFO = dict(
+            classes=('background', 'arrow', 'circle', 'crescent', 'cross',
+                     'hexagon', 'lshape', 'pentagon', 'rectangle', 'ring',
+                     'square', 'star', 'triangle'),
+            palette=[[120, 120, 120], [230, 25, 75], [60, 180, 75],
+                     [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                     [145, 30, 180], [70, 240, 240], [240, 50, 230],
+                     [210, 245, 60], [250, 190, 212], [0, 128, 128],
+                     [170, 110, 40]])
+        toy_default_set = 'ade_shapes'
+
+        def __init__(self, *args, reduce_zero_label: bool = False,
+                     **kwargs) -> None:
+            super().__init__(*args, reduce_zero_label=reduce_zero_label,
+                             **kwargs)
+
 if _ImageNet is not None:
 
     @_register('mmpretrain')

@@ -17,8 +17,8 @@ Layout written under ``out_dir`` (default ``data/toy``)::
     imagenet/{train,val}/<class>/<class>_00000.png
     imagenet/meta/{train,val}.txt          # "<class>/<file> <label>" lines
     shapes/...                             # as imagenet/, 12 classes
-    coco_shapes/...                        # as coco/, the shapes scenes
-    ade_shapes/...                         # as ade/, the shapes scenes
+    coco_shapes/...                        # as coco/, the shapes images
+    ade_shapes/...                         # as ade/, the shapes images
 
 Each dataset folder holds a stamp file
 (:data:`STAMP_NAME`) with the generation parameters, which
@@ -65,28 +65,24 @@ the harder classification set, 12 shape classes with random textures,
 distractors and clutter, where only the outline says the class; the toy
 ImageNet layout, 768 train / 480 val images of 64x64 by default.
 
-**Shapes scenes** (``coco_shapes``, ``ade_shapes``;
-:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): a dense benchmark
-meant to see a worse token merge (on the toy UperNet it does not yet: its
-schedule learns two of the four classes; see the notes of the change). The toy COCO / ADE scenes above give the
-class by colour and hold few large shapes, and a toy Mask R-CNN / UperNet
-scores the same with a quarter of the tokens merged away. These scenes use
-the shapes recipe (random light fills on a random dark textured
-background, clutter lines, distractors) with a fine cue: 5-9 labelled
-shapes (radius 8-13 % of the side) of random outline, each filled with
-light stripes of 5-9 px period whose direction (0, 45, 90, 135 degrees,
-+-10) is its class (:data:`TOY_SCENE_COCO_CLASSES`), and 1-2 unlabelled
-distractor shapes with flat or smooth-noise light fills; no two shapes
-overlap. (With the outline as the only cue, 10-28 px shapes were not told
-apart by the toy UperNet within its few-minute schedule: every shape got
-one class; see the notes of the change.) COCO: category ids 1..4, every
-mask a compressed RLE (from the shape's coverage >= 0.5), no crowds.
-ADE20K: :data:`TOY_SCENE_SEG_CLASSES` = ``wall`` (background and
-distractors), ``ball``, ``box``, ``tent``, ``flag`` for the four
-directions, stored as their ADE20K ids (:data:`TOY_SCENE_SEG_LABEL_IDS`);
-no "other" pixels. 192 train / 96 val images of 256x256 by default;
-``ToyCocoDataset`` / ``ToyADE20KDataset`` with ``toy_set='coco_shapes'`` /
-``'ade_shapes'`` generate them on first use.
+**Dense shapes** (``coco_shapes``, ``ade_shapes``;
+:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): the images of the
+shapes set (their own generator streams), densely labelled, a dense
+benchmark that can see a worse token merge. The toy COCO / ADE scenes above
+give the class by colour and a toy Mask R-CNN / UperNet scores the same
+with a quarter of the tokens merged away, even training-free. Here the
+class of the large target shape (about a third of the image wide) is its
+outline, a property of the whole shape; the 0-2 smaller distractor shapes
+of other classes are ignored. COCO: one instance per image, category ids
+1..12 (:data:`TOY_SCENE_COCO_CLASSES`, round-robin over the image index),
+its visible mask a compressed RLE; the distractors are crowds (ignored by
+training and evaluation). ADE layout, read by ``ToyShapesSegDataset``:
+label PNGs in the order of :data:`TOY_SCENE_SEG_CLASSES` (0 background,
+1..12 the target's class, no ADE20K ids) and :data:`TOY_SCENE_SEG_IGNORE`
+on the distractors. 768 train / 480 val images of 64x64 by default, as the
+shapes set. (Earlier versions drew multi-shape scenes whose class was an
+outline, then a stripe direction: the toy UperNet learnt neither within its
+schedule; see the notes of the change.)
 
 Each set has its own default size and image counts
 (:data:`TOY_DEFAULTS`); ``num_train``, ``num_val`` and ``size`` given to
@@ -109,7 +105,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .toy_shapes import (SCENE_CLASSES, TOY_SHAPES_CLASSES, draw_shapes_image,
+from .toy_shapes import (TOY_SHAPES_CLASSES, draw_shapes_image,
                          draw_shapes_scene)
 
 __all__ = [
@@ -117,7 +113,7 @@ __all__ = [
     'TOY_SEG_LABEL_IDS', 'TOY_SEG_PALETTE', 'TOY_CLS_CLASSES',
     'TOY_DATASETS', 'DEFAULT_TOY_ROOT', 'STAMP_NAME', 'GENERATOR_VERSION',
     'TOY_SHAPES_CLASSES', 'TOY_SCENE_COCO_CLASSES', 'TOY_SCENE_SEG_CLASSES',
-    'TOY_SCENE_SEG_LABEL_IDS', 'TOY_SCENE_SEG_PALETTE',
+    'TOY_SCENE_SEG_IGNORE', 'TOY_SCENE_SEG_PALETTE',
     'TOY_SCENE_COCO_PALETTE', 'TOY_DEFAULTS', 'make_toy_data',
     'ensure_toy_data', 'ensure_toy_dataset', 'make_toy_coco', 'make_toy_ade',
     'make_toy_imagenet', 'make_toy_shapes', 'make_toy_coco_shapes',
@@ -125,7 +121,7 @@ __all__ = [
 ]
 
 #: bump when the drawing changes, so stale stamped sets are regenerated
-GENERATOR_VERSION = 2  # 2: equal-area scene shapes, 48 COCO/ADE val images
+GENERATOR_VERSION = 3  # 3: the shapes sets densely labelled (coco/ade_shapes)
 #: the root the configs, tests and demos use (relative to the repo root)
 DEFAULT_TOY_ROOT = 'data/toy'
 #: the dataset names accepted by ``which`` (append only: the index seeds
@@ -138,8 +134,8 @@ TOY_DEFAULTS = dict(
     ade=dict(num_train=48, num_val=48, size=(256, 256)),
     imagenet=dict(num_train=48, num_val=16, size=(256, 256)),
     shapes=dict(num_train=768, num_val=480, size=(64, 64)),
-    coco_shapes=dict(num_train=192, num_val=96, size=(256, 256)),
-    ade_shapes=dict(num_train=192, num_val=96, size=(256, 256)))
+    coco_shapes=dict(num_train=768, num_val=480, size=(64, 64)),
+    ade_shapes=dict(num_train=768, num_val=480, size=(64, 64)))
 #: name of the parameter stamp written in each dataset folder
 STAMP_NAME = '.toy_stamp.json'
 
@@ -153,19 +149,22 @@ TOY_SEG_CLASSES = ('wall', 'ball', 'box', 'tent')
 #: raw values in the ADE label PNGs for :data:`TOY_SEG_CLASSES`
 #: (ADE20K class index + 1); 0 is "other" and becomes ignore (255)
 TOY_SEG_LABEL_IDS = (1, 120, 42, 115)
-#: COCO categories of the ``coco_shapes`` scenes, ids 1..4 in this order
-TOY_SCENE_COCO_CLASSES = SCENE_CLASSES
-#: ADE20K class names of the ``ade_shapes`` scenes, in label order 0..4:
-#: background (and the unlabelled distractor shapes), then the stripe
-#: directions 0, 45, 90, 135 degrees (TOY_SCENE_COCO_CLASSES)
-TOY_SCENE_SEG_CLASSES = ('wall', 'ball', 'box', 'tent', 'flag')
-#: raw values in the ``ade_shapes`` label PNGs (ADE20K class index + 1)
-TOY_SCENE_SEG_LABEL_IDS = (1, 120, 42, 115, 150)
-#: palette of TOY_SCENE_SEG_CLASSES: ADE20K's own colours of these classes
-TOY_SCENE_SEG_PALETTE = [(120, 120, 120), (255, 0, 163), (0, 255, 20),
-                         (112, 224, 255), (92, 0, 255)]
+#: COCO categories of the ``coco_shapes`` set, ids 1..12 in this order
+TOY_SCENE_COCO_CLASSES = TOY_SHAPES_CLASSES
+#: classes of the ``ade_shapes`` label maps, in label order 0..12 (the raw
+#: PNG values; 255 = a distractor shape, ignored): background, then the
+#: shape classes
+TOY_SCENE_SEG_CLASSES = ('background', ) + TOY_SHAPES_CLASSES
+#: palette of TOY_SCENE_SEG_CLASSES
+TOY_SCENE_SEG_PALETTE = [(120, 120, 120), (230, 25, 75), (60, 180, 75),
+                         (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                         (145, 30, 180), (70, 240, 240), (240, 50, 230),
+                         (210, 245, 60), (250, 190, 212), (0, 128, 128),
+                         (170, 110, 40)]
 #: palette of TOY_SCENE_COCO_CLASSES (the same colours per class)
 TOY_SCENE_COCO_PALETTE = TOY_SCENE_SEG_PALETTE[1:]
+#: the ``ade_shapes`` label of a distractor's pixels (mmseg's ignore index)
+TOY_SCENE_SEG_IGNORE = 255
 
 # Base RGB colour of each shape type; each shape jitters it by up to
 # +-_COLOR_JITTER per channel. Classes differ mainly in hue, so colour alone
@@ -531,12 +530,16 @@ def _coco_scene(rng: np.random.Generator, h: int, w: int,
 
 def _coco_shapes_scene(rng: np.random.Generator, h: int, w: int,
                        index: int) -> Tuple[np.ndarray, list]:
-    """Image ``index`` of the ``coco_shapes`` set (masks stored as RLE)."""
-    scene = draw_shapes_scene(rng, h, w)
+    """Image ``index`` of the ``coco_shapes`` set: the target an instance
+    (its mask a compressed RLE), each distractor a crowd (an ignored
+    region, uncompressed RLE); classes go round-robin over the index."""
+    scene = draw_shapes_scene(rng, h, w, index % len(TOY_SHAPES_CLASSES))
     return scene['img'], [
-        (inst['label'] + 1, dict(poly=None, full=inst['mask'],
-                                 visible=inst['mask'], crowd=False))
-        for inst in scene['instances']
+        (shape['label'] + 1, dict(poly=None, full=shape['mask'],
+                                  visible=shape['mask'], crowd=crowd))
+        for shapes, crowd in ((scene['instances'], False),
+                              (scene['distractors'], True))
+        for shape in shapes
     ]
 
 
@@ -606,17 +609,19 @@ def make_toy_coco(data_root: str,
 
 
 def make_toy_coco_shapes(data_root: str,
-                         num_train: int = 192,
-                         num_val: int = 96,
-                         size: Size = (256, 256),
+                         num_train: int = 768,
+                         num_val: int = 480,
+                         size: Size = (64, 64),
                          seed: int = 0) -> str:
     """Write the ``coco_shapes`` instance-segmentation set (COCO layout).
 
-    Dense scenes of the toy-shapes recipe
-    (:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`): categories
-    :data:`TOY_SCENE_COCO_CLASSES` (ids 1..4), every mask as compressed
-    RLE, no crowds. Arguments and return value as :func:`make_toy_coco`
-    (other defaults: 192 / 96 images).
+    Images of the shapes classification set
+    (:func:`mmltm.datasets.toy_shapes.draw_shapes_scene`, their own
+    generator stream), one instance each: the target, category
+    :data:`TOY_SCENE_COCO_CLASSES` (ids 1..12, round-robin over the image
+    index), its visible mask as compressed RLE; the distractor shapes are
+    crowds (ignored). Arguments and return value as :func:`make_toy_coco`
+    (other defaults: 768 / 480 images of 64x64).
     """
     p = _check_params(num_train, num_val, size, seed)
     return _write_coco_set(data_root, p, 'coco_shapes', TOY_SCENE_COCO_CLASSES,
@@ -655,12 +660,14 @@ def _ade_label_scene(rng: np.random.Generator, h: int, w: int,
 
 def _ade_shapes_scene(rng: np.random.Generator, h: int, w: int,
                       index: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Image ``index`` of the ``ade_shapes`` set and its label map (ADE20K
-    ids :data:`TOY_SCENE_SEG_LABEL_IDS`; distractors are background)."""
-    scene = draw_shapes_scene(rng, h, w)
-    label = np.full((h, w), TOY_SCENE_SEG_LABEL_IDS[0], np.uint8)
-    for inst in scene['instances']:
-        label[inst['mask']] = TOY_SCENE_SEG_LABEL_IDS[inst['label'] + 1]
+    """Image ``index`` of the ``ade_shapes`` set and its label map (label
+    order of :data:`TOY_SCENE_SEG_CLASSES`; distractors ignored)."""
+    scene = draw_shapes_scene(rng, h, w, index % len(TOY_SHAPES_CLASSES))
+    label = np.zeros((h, w), np.uint8)
+    for shape in scene['instances']:
+        label[shape['mask']] = shape['label'] + 1
+    for shape in scene['distractors']:
+        label[shape['mask']] = TOY_SCENE_SEG_IGNORE
     return scene['img'], label
 
 
@@ -680,16 +687,18 @@ def make_toy_ade(data_root: str,
 
 
 def make_toy_ade_shapes(data_root: str,
-                        num_train: int = 192,
-                        num_val: int = 96,
-                        size: Size = (256, 256),
+                        num_train: int = 768,
+                        num_val: int = 480,
+                        size: Size = (64, 64),
                         seed: int = 0) -> str:
     """Write the ``ade_shapes`` semantic-segmentation set (ADE20K layout).
 
-    The scenes of :func:`make_toy_coco_shapes` (another generator stream),
-    labelled with :data:`TOY_SCENE_SEG_LABEL_IDS` (ADE20K ids of
-    :data:`TOY_SCENE_SEG_CLASSES`; the distractor shapes are background).
-    Arguments and return value as :func:`make_toy_coco_shapes`.
+    The images of :func:`make_toy_coco_shapes` (another generator stream);
+    label PNGs hold the label order of :data:`TOY_SCENE_SEG_CLASSES`
+    (0 = background, 1..12 = the target's class) and
+    :data:`TOY_SCENE_SEG_IGNORE` on the distractors; read them with
+    ``ToyShapesSegDataset`` (``reduce_zero_label=False``). Arguments and
+    return value as :func:`make_toy_coco_shapes`.
     """
     p = _check_params(num_train, num_val, size, seed)
     return _write_ade_set(data_root, p, 'ade_shapes', _ade_shapes_scene)

@@ -27,11 +27,9 @@ toy sets. Layout (the toy ImageNet's, read by mmpretrain ``ImageNet`` /
     shapes/{train,val}/<class>/<class>_00000.png
     shapes/meta/{train,val}.txt          # "<class>/<file> <label>" lines
 
-:func:`draw_shapes_scene` draws the dense scenes of the ``coco_shapes`` /
-``ade_shapes`` sets (:mod:`mmltm.datasets.toy`) from the same helpers:
-several shapes of random outline on a background as here, the labelled ones
-filled with fine stripes whose direction is the class
-(:data:`SCENE_CLASSES`), the distractors with the fills of this set.
+:func:`draw_shapes_scene` gives the same images with the visible mask of
+every shape, for the dense ``coco_shapes`` / ``ade_shapes`` sets
+(:mod:`mmltm.datasets.toy`): the class of a mask is again its outline.
 
 How hard it is, is set by the module constants below (target and
 distractor radii, fill contrast, clutter, noise); they were tuned so that
@@ -207,9 +205,15 @@ def _clutter_lines(rng: np.random.Generator, img: np.ndarray,
     return img
 
 
-def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
-                      label: int) -> np.ndarray:
-    """Draw one image of class ``TOY_SHAPES_CLASSES[label]`` (uint8 RGB).
+def draw_shapes_layers(rng: np.random.Generator, h: int, w: int,
+                       label: int) -> dict:
+    """Draw one image of class ``TOY_SHAPES_CLASSES[label]`` and say where
+    each shape is.
+
+    The target (the largest shape, whose class is the label) near the
+    centre, up to :data:`_NUM_DISTRACTORS` smaller shapes of other classes
+    (the second one over the target), clutter lines over everything and
+    sensor noise.
 
     Args:
         rng (np.random.Generator): The image's own generator.
@@ -218,7 +222,10 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
         label (int): Index into :data:`TOY_SHAPES_CLASSES`.
 
     Returns:
-        np.ndarray: (h, w, 3) uint8 RGB image.
+        dict: ``img``, the (h, w, 3) uint8 RGB image; ``layers``, the
+        shapes in drawing order (later ones cover earlier ones), each
+        ``dict(label=<index into TOY_SHAPES_CLASSES>, target=<bool>,
+        alpha=<(h, w) float32 coverage in [0, 1]>)``.
     """
     s = min(h, w)
     kind = TOY_SHAPES_CLASSES[label]
@@ -235,122 +242,71 @@ def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
     # distractors drawn before the target sit behind it, the last one
     # (when there are two or more) in front of it
     in_front = n_distractors >= 2
-    layers = []
+    shapes = []
     for k in range(n_distractors):
         other = others[int(rng.integers(len(others)))]
         rd = r * rng.uniform(*_DISTRACTOR_SCALE)
         dx, dy = _place(rng, rd, h, w)
-        layers.append((other, dx, dy, rd))
-    order = layers[:-1] + [(kind, cx, cy, r)] + layers[-1:] if in_front \
-        else layers + [(kind, cx, cy, r)]
-    for name, x, y, rad in order:
-        alpha = _shape_alpha(name, x, y, rad, rng, h, w)[..., None]
+        shapes.append((other, dx, dy, rd, False))
+    target = (kind, cx, cy, r, True)
+    order = shapes[:-1] + [target] + shapes[-1:] if in_front \
+        else shapes + [target]
+    layers = []
+    for name, x, y, rad, is_target in order:
+        alpha = _shape_alpha(name, x, y, rad, rng, h, w)
         fill = _contrasting_fills(rng, h, w, bg_mean)
-        img = img * (1 - alpha) + fill * alpha
+        img = img * (1 - alpha[..., None]) + fill * alpha[..., None]
+        layers.append(dict(label=TOY_SHAPES_CLASSES.index(name),
+                           target=is_target, alpha=alpha))
 
     # clutter lines of random colours over everything
     img = _clutter_lines(rng, img, _NUM_CLUTTER_LINES)
     img = img + rng.normal(0, _NOISE_STD, img.shape)
-    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+    return dict(img=np.clip(np.round(img), 0, 255).astype(np.uint8),
+                layers=layers)
+
+
+def draw_shapes_image(rng: np.random.Generator, h: int, w: int,
+                      label: int) -> np.ndarray:
+    """The image of :func:`draw_shapes_layers` alone ((h, w, 3) uint8 RGB):
+    one image of the shapes classification set."""
+    return draw_shapes_layers(rng, h, w, label)['img']
 
 
 # --------------------------------------------------------------------------
-# dense scenes (the ``coco_shapes`` / ``ade_shapes`` sets of toy.py)
+# dense labels (the ``coco_shapes`` / ``ade_shapes`` sets of toy.py)
 # --------------------------------------------------------------------------
-#: the labelled classes of the dense scenes (COCO category ids 1..4, ADE
-#: label order 1..4 after the background): a light shape of any outline
-#: filled with fine stripes across the direction 0, 45, 90 or 135 degrees
-SCENE_CLASSES = ('stripes0', 'stripes45', 'stripes90', 'stripes135')
-_SCENE_ANGLES_DEG = (0.0, 45.0, 90.0, 135.0)
+def draw_shapes_scene(rng: np.random.Generator, h: int, w: int,
+                      label: int) -> dict:
+    """One image of the shapes set with the visible mask of every shape.
 
-# Scene knobs (fractions of the short side unless said otherwise).
-_SCENE_RADIUS = (0.08, 0.13)  # 20-33 px radius at 256 x 256
-_SCENE_NUM_OBJECTS = (5, 9)  # labelled shapes per image, inclusive
-_SCENE_NUM_DISTRACTORS = (1, 2)  # unlabelled shapes per image, inclusive
-_SCENE_NUM_CLUTTER_LINES = (1, 3)  # background lines, inclusive
-_SCENE_GAP = 2.0  # px between the discs of two shapes (no occlusion)
-_STRIPE_PERIOD = (5.0, 9.0)  # px: about two 4-px patch tokens
-_STRIPE_ANGLE_JITTER_DEG = 10.0
-_STRIPE_MEAN = (160.0, 225.0)  # per channel: the mean of the distractors'
-_STRIPE_CONTRAST = (50.0, 70.0)  # light minus dark stripe, every channel
-
-
-def _striped_fill(rng: np.random.Generator, h: int, w: int,
-                  label: int) -> np.ndarray:
-    """The fill (H, W, 3) of a labelled scene shape: two random light
-    colours ``_STRIPE_CONTRAST`` apart in stripes across the class's
-    direction (+- jitter), of random period."""
-    mean = rng.uniform(*_STRIPE_MEAN, 3)
-    half = rng.uniform(*_STRIPE_CONTRAST) / 2
-    angle = np.deg2rad(_SCENE_ANGLES_DEG[label] + rng.uniform(
-        -_STRIPE_ANGLE_JITTER_DEG, _STRIPE_ANGLE_JITTER_DEG))
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = _stripes(xs, ys, angle, rng.uniform(*_STRIPE_PERIOD))[..., None]
-    light, dark = np.clip(mean + half, 0, 255), np.clip(mean - half, 0, 255)
-    return (dark[None, None] * (1 - t) + light[None, None] * t).astype(
-        np.float32)
-
-
-def draw_shapes_scene(rng: np.random.Generator, h: int, w: int) -> dict:
-    """Draw one dense scene of the toy-shapes recipe.
-
-    Shapes of random outline (any of :data:`TOY_SHAPES_CLASSES`) at random
-    places (their discs do not overlap, so every mask is whole) on a random
-    dark textured background with clutter lines (as
-    :func:`draw_shapes_image`). A labelled shape is filled with fine light
-    stripes whose direction is its class (:data:`SCENE_CLASSES`,
-    :func:`_striped_fill`); a distractor with a flat or smooth-noise light
-    fill (:func:`_contrasting_fills`, as the shapes images). Hue, mean
-    brightness, size and outline are independent of the class: only the
-    direction of the stripes says it, a cue a few pixels fine (a 2x2
-    average of 4-px patch tokens blurs it away).
+    The dense sets are the classification images densely labelled, so that
+    the class of a mask is again said by its outline alone, a property of
+    the whole shape (a third of the image wide) that only the deep stages
+    see whole.
 
     Args:
         rng (np.random.Generator): The image's own generator.
         h (int): Image height.
         w (int): Image width.
+        label (int): The target's class, an index into
+            :data:`TOY_SHAPES_CLASSES`.
 
     Returns:
-        dict: ``img`` ((h, w, 3) uint8 RGB); ``instances``, the labelled
-        shapes in drawing order, each ``dict(label=<index into
-        SCENE_CLASSES>, mask=<(h, w) bool, coverage >= 0.5>)``; and
-        ``distractors``, the masks of the unlabelled shapes.
+        dict: ``img`` ((h, w, 3) uint8 RGB); ``instances``, the target,
+        ``[dict(label=label, mask=<(h, w) bool>)]``; and ``distractors``,
+        the smaller shapes, each ``dict(label=..., mask=...)``. A mask holds
+        the pixels the shape covers by at least half and no later shape
+        covers by half (empty masks are left out).
     """
-    s = min(h, w)
-    img, bg_mean = _texture(rng, h, w, _BACKGROUND_SPREAD,
-                            _BACKGROUND_TEXTURES, _BACKGROUND_VALUES)
-    img = _clutter_lines(rng, img, _SCENE_NUM_CLUTTER_LINES)
-
-    n_objects = int(rng.integers(_SCENE_NUM_OBJECTS[0],
-                                 _SCENE_NUM_OBJECTS[1] + 1))
-    n_distractors = int(rng.integers(_SCENE_NUM_DISTRACTORS[0],
-                                     _SCENE_NUM_DISTRACTORS[1] + 1))
-    labels = [int(rng.integers(len(SCENE_CLASSES))) for _ in range(n_objects)]
-    labels += [None] * n_distractors
-    discs, instances, distractors = [], [], []
-    for k in rng.permutation(len(labels)):
-        label = labels[k]
-        for _ in range(50):  # a free place, else the shape is left out
-            r = s * rng.uniform(*_SCENE_RADIUS)
-            x, y = rng.uniform(r + 1, w - r - 1), rng.uniform(r + 1, h - r - 1)
-            if all(np.hypot(x - dx, y - dy) >= r + dr + _SCENE_GAP
-                   for dx, dy, dr in discs):
-                break
-        else:
-            continue
-        discs.append((x, y, r))
-        outline = TOY_SHAPES_CLASSES[int(rng.integers(len(TOY_SHAPES_CLASSES)))]
-        alpha = _shape_alpha(outline, x, y, r, rng, h, w)
-        fill = (_contrasting_fills(rng, h, w, bg_mean) if label is None else
-                _striped_fill(rng, h, w, label))
-        img = img * (1 - alpha[..., None]) + fill * alpha[..., None]
-        mask = alpha >= 0.5
-        if not mask.any():
-            continue
-        if label is None:
-            distractors.append(mask)
-        else:
-            instances.append(dict(label=label, mask=mask))
-    img = img + rng.normal(0, _NOISE_STD, img.shape)
-    return dict(img=np.clip(np.round(img), 0, 255).astype(np.uint8),
-                instances=instances, distractors=distractors)
+    drawn = draw_shapes_layers(rng, h, w, label)
+    covered = np.zeros((h, w), bool)
+    instances, distractors = [], []
+    for layer in reversed(drawn['layers']):  # the front shape first
+        mask = (layer['alpha'] >= 0.5) & ~covered
+        covered |= layer['alpha'] >= 0.5
+        if mask.any():
+            (instances if layer['target'] else distractors).insert(
+                0, dict(label=layer['label'], mask=mask))
+    return dict(img=drawn['img'], instances=instances,
+                distractors=distractors)

@@ -1,7 +1,9 @@
 """tools/analysis_tools/compare_merging.py: metric reading and the summary."""
 import importlib.util
 import json
+import os
 import os.path as osp
+import subprocess
 
 import pytest
 
@@ -80,16 +82,18 @@ def test_summary_only_reads_stored_results_and_names_the_missing_runs(tmp_path, 
     assert not (tmp_path / 'det' / 'ltm').exists()
 
 
-def test_shapes_tasks_use_the_shapes_configs_at_the_old_tasks_flops():
+def test_shapes_tasks_fine_tune_the_cls_checkpoints_of_the_same_variant():
     """det_shapes / seg_shapes train the toy Mask R-CNN / UperNet on the
-    shapes scenes, at the same input size and so the same 'stage' ratio as
-    det / seg; the old tasks keep their configs."""
+    densely labelled shapes images (64 x 64, the cls task's data), starting
+    from the cls checkpoint of the same variant, so at cls's 'stage'
+    ratio; the old tasks keep their configs."""
     assert {'cls', 'det', 'seg', 'det_shapes', 'seg_shapes'} <= set(compare.TASKS)
     for new, old, toy_set in (('det_shapes', 'det', 'coco_shapes'),
                               ('seg_shapes', 'seg', 'ade_shapes')):
         spec, old_spec = compare.TASKS[new], compare.TASKS[old]
-        assert (spec['metric'], spec['stage_ratio'], spec['size']) == (
-            old_spec['metric'], old_spec['stage_ratio'], old_spec['size'])
+        assert spec['metric'] == old_spec['metric']
+        assert (spec['pretrain'], spec['stage_ratio'], spec['size']) == (
+            'cls', compare.TASKS['cls']['stage_ratio'], '64')
         for key in ('ltm', 'baseline'):
             assert spec[key] != old_spec[key]
         cfg = compare.variant_config(new, 'pool25_stage')
@@ -99,6 +103,45 @@ def test_shapes_tasks_use_the_shapes_configs_at_the_old_tasks_flops():
         assert cfg.model.backbone.merger_cfg.learnable_step is False
     assert compare.variant_config('det', 'baseline').model.backbone.type == 'SwinTransformer'
     assert compare.TASKS['seg']['ltm'] == 'configs/toy/upernet_ltm_swin_t_toy.py'
+    assert not any('pretrain' in compare.TASKS[t] for t in ('cls', 'det', 'seg'))
+
+
+def test_fine_tuned_task_trains_its_pretraining_run_first_and_loads_it(
+        tmp_path, monkeypatch, capsys):
+    """Each seg_shapes run starts from the cls run of its variant and seed:
+    that run is trained first (once, also when cls is not asked for),
+    its checkpoint given as ``load_from`` with partial loading; only the
+    asked-for task is in the table."""
+    calls = []
+
+    def fake_run(cmd, cwd, env, stdout, stderr):
+        work_dir = cmd[cmd.index('--work-dir') + 1]
+        calls.append((work_dir, cmd))
+        task = osp.relpath(work_dir, str(tmp_path)).split(osp.sep)[0]
+        metric = compare.TASKS[task]['metric']
+        vis = osp.join(work_dir, 'run', 'vis_data')
+        os.makedirs(vis)
+        with open(osp.join(vis, 'scalars.json'), 'w') as f:
+            f.write(json.dumps({metric: 50.0 + len(calls), 'step': 1}))
+        with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+            f.write(osp.join(work_dir, 'epoch_8.pth'))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(compare.subprocess, 'run', fake_run)
+    argv = ['--tasks', 'seg_shapes', '--variants', 'baseline', 'pool25',
+            '--seeds', '0', '--work-dir', str(tmp_path), '--jobs', '2']
+    assert compare.main(argv) == 0
+    dirs = [osp.relpath(d, str(tmp_path)) for d, _ in calls]
+    assert sorted(dirs[:2]) == ['cls/baseline/seed0', 'cls/pool25/seed0']
+    assert sorted(dirs[2:]) == ['seg_shapes/baseline/seed0', 'seg_shapes/pool25/seed0']
+    for work_dir, cmd in calls[2:]:
+        source = work_dir.replace('seg_shapes', 'cls')
+        assert f"load_from={osp.join(source, 'epoch_8.pth')}" in cmd
+        assert 'allow_partial_load=True' in cmd
+    out = capsys.readouterr().out
+    assert 'seg_shapes: mIoU' in out and 'cls: accuracy/top1' not in out
+    # stored: a second call trains nothing
+    assert compare.main(argv) == 0 and len(calls) == 4
 
 
 def test_flops_option_prints_backbone_ratios(capsys):

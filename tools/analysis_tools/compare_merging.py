@@ -33,8 +33,11 @@ Variants (all at the LTM config's ``compression_ratio`` unless named):
 Tasks: ``cls`` (toy shapes classification), ``det`` / ``seg`` (toy
 Mask R-CNN / UperNet on the toy COCO / ADE20K sets, which cannot see
 ``pool25``), and ``det_shapes`` / ``seg_shapes``: the same models on the
-``coco_shapes`` / ``ade_shapes`` scenes (small shapes where only the
-outline says the class, :func:`mmltm.datasets.toy_shapes.draw_shapes_scene`).
+shapes images densely labelled (``coco_shapes`` / ``ade_shapes``), as
+probes of a pretrained backbone: each run loads the ``cls`` checkpoint of
+its variant and seed (``pretrain``; that run is trained first when it is
+missing) and keeps the backbone frozen, so the heads cannot make up for
+what a merge lost.
 
 Examples::
 
@@ -60,8 +63,10 @@ from typing import Dict, List, Optional
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 #: the toy tasks: LTM config, its baseline, the metric compared, the
-#: 'stage' ratio of ``ltm_stage`` and the input size (square side) its
-#: FLOPs are matched at (``--flops``: the test pipeline's input)
+#: 'stage' ratio of ``ltm_stage``, the input size (square side) its FLOPs
+#: are matched at (``--flops``: the test pipeline's input) and, for a
+#: fine-tuned task, the task whose checkpoint of the same variant and seed
+#: its backbone starts from (``pretrain``)
 TASKS: Dict[str, Dict[str, str]] = {
     'cls': dict(ltm='configs/toy/ltm_swin_t_shapes_toy.py',
                 baseline='configs/toy/swin_t_shapes_toy.py', metric='accuracy/top1',
@@ -74,14 +79,15 @@ TASKS: Dict[str, Dict[str, str]] = {
                 stage_ratio='0.76', size='256'),
     'det_shapes': dict(ltm='configs/toy/mask_rcnn_ltm_swin_t_coco_shapes_toy.py',
                        baseline='configs/toy/mask_rcnn_swin_t_coco_shapes_toy.py',
-                       metric='coco/bbox_mAP', stage_ratio='0.76', size='256'),
+                       metric='coco/bbox_mAP', stage_ratio='0.7', size='64',
+                       pretrain='cls'),
     'seg_shapes': dict(ltm='configs/toy/upernet_ltm_swin_t_ade_shapes_toy.py',
                        baseline='configs/toy/upernet_swin_t_ade_shapes_toy.py',
-                       metric='mIoU', stage_ratio='0.76', size='256'),
+                       metric='mIoU', stage_ratio='0.7', size='64', pretrain='cls'),
 }
 
 #: the tasks of the README's seeds table (the default of ``--tasks``); the
-#: shapes scenes are opt-in until they can see a known-worse model
+#: dense shapes probes are opt-in: they cannot see a known-worse model either
 DEFAULT_TASKS = ('cls', 'det', 'seg')
 
 _POOL = ['model.backbone.merge_mode=grid', 'model.backbone.init_step=0.001',
@@ -178,6 +184,9 @@ def run_one(task: str, variant: str, seed: int, args: argparse.Namespace) -> Dic
             return json.load(f)
     config = TASKS[task][VARIANTS[variant][0]]
     options = [f'randomness.seed={seed}'] + variant_options(task, variant)
+    if 'pretrain' in TASKS[task]:
+        options += [f'load_from={pretrained_checkpoint(task, variant, seed, args)}',
+                    'allow_partial_load=True']  # only the backbone's keys match
     if args.max_iters is not None:
         options += [f'train_cfg.max_iters={args.max_iters}',
                     f'train_cfg.val_interval={args.max_iters}']
@@ -199,6 +208,21 @@ def run_one(task: str, variant: str, seed: int, args: argparse.Namespace) -> Dic
     with open(result_file, 'w') as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def pretrained_checkpoint(task: str, variant: str, seed: int,
+                          args: argparse.Namespace) -> str:
+    """The final checkpoint of ``variant`` / ``seed`` on the task ``task``
+    is fine-tuned from (its ``pretrain``), trained first when missing."""
+    source = TASKS[task]['pretrain']
+    run_one(source, variant, seed, args)
+    work_dir = osp.join(args.work_dir, source, variant, f'seed{seed}')
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.exists(pointer):
+        raise RuntimeError(f'{task}/{variant}/seed{seed} starts from the {source} run in '
+                           f'{work_dir}, which saved no checkpoint ({pointer} is missing)')
+    with open(pointer) as f:
+        return f.read().strip()
 
 
 def mean_std(values: List[float]) -> tuple:
@@ -311,20 +335,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\nbackbone FLOPs / the baseline's, mmengine FlopAnalyzer (MACs), batch 1, "
               'random weights')
         return 0
-    results = []
+    # the runs that fine-tuned tasks start from come first (all of them, also
+    # when their own task is not asked for), so that two parallel jobs never
+    # train the same one
+    sources = {(TASKS[t]['pretrain'], v, s) for t, v, s in runs if 'pretrain' in TASKS[t]}
+    first = [r for r in runs if r in sources] + sorted(sources - set(runs))
+    phases = [first, [r for r in runs if r not in sources]]
+    total, asked = len(phases[0]) + len(phases[1]), set(runs)
+    results, failed, done = [], 0, 0
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, t, v, s, args) for t, v, s in runs]
-        failed = 0
-        for i, future in enumerate(concurrent.futures.as_completed(futures)):
-            try:
-                res = future.result()
-            except RuntimeError as err:  # one failed run does not stop the others
-                failed += 1
-                print(f'[{i + 1}/{len(runs)}] FAILED: {err}', flush=True)
-                continue
-            results.append(res)
-            print(f'[{i + 1}/{len(runs)}] {res["task"]} {res["variant"]} seed {res["seed"]}: '
-                  f'{res["metric"]} = {res["value"]:.4f} ({res["seconds"]:.0f} s)', flush=True)
+        for phase in phases:
+            futures = [pool.submit(run_one, t, v, s, args) for t, v, s in phase]
+            for future in concurrent.futures.as_completed(futures):
+                done += 1
+                try:
+                    res = future.result()
+                except RuntimeError as err:  # one failed run does not stop the others
+                    failed += 1
+                    print(f'[{done}/{total}] FAILED: {err}', flush=True)
+                    continue
+                if (res['task'], res['variant'], res['seed']) in asked:
+                    results.append(res)  # (not the pretraining-only runs)
+                print(f'[{done}/{total}] {res["task"]} {res["variant"]} seed '
+                      f'{res["seed"]}: {res["metric"]} = {res["value"]:.4f} '
+                      f'({res["seconds"]:.0f} s)', flush=True)
     print(f'\n## Merging variants on the toy tasks ({len(args.seeds)} seeds, '
           f'{args.threads} thread(s) per run, {args.jobs} run(s) at a time)\n')
     print(summarise(results, args.tasks, args.variants))
@@ -332,7 +366,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(args.out_json, 'w') as f:
             json.dump(results, f, indent=1)
     if failed:
-        print(f'\n{failed} of {len(runs)} runs failed (see their train.log)')
+        print(f'\n{failed} of {total} runs failed (see their train.log)')
     return 1 if failed else 0
 
 
