@@ -40,13 +40,20 @@ def test_summary_gives_mean_std_and_checks_the_known_worse_model():
     # 0.48 is not below 0.52 - 2 * 0.02 = 0.48: strictly below is required
     assert 'does NOT discriminate' in text
     assert "ltm beats by more than one std: ['grid']" in text
-    results[-1]['value'] = 0.40
-    assert 'det: pool25 0.450 vs baseline 0.520 - 2 std = 0.480: discriminates' in \
+    for r, v in zip(results[-3:], (0.40, 0.41, 0.42)):
+        r['value'] = v
+    assert 'det: pool25 0.410 vs baseline 0.520 - 2 std (0.020) = 0.480: discriminates' in \
         compare.summarise(results, ['det'], ['baseline', 'pool25'])
+    # a baseline that repeats itself does not separate a noisy worse model:
+    # the spread is the larger std (here pool25's, 0.1)
+    tight = (_results('det', 'baseline', [0.554, 0.554, 0.555]) +
+             _results('det', 'pool25', [0.44, 0.54, 0.64]))
+    assert 'det: pool25 0.540 vs baseline 0.554 - 2 std (0.100) = 0.354: does NOT discriminate' \
+        in compare.summarise(tight, ['det'], ['baseline', 'pool25'])
     # the stage-scope known-worse model is checked too, and never counted as a rival of ltm
     results += _results('det', 'pool25_stage', [0.49, 0.50, 0.51])
     text = compare.summarise(results, ['det'], ['baseline', 'ltm', 'grid', 'pool25_stage'])
-    assert 'det: pool25_stage 0.500 vs baseline 0.520 - 2 std = 0.480: does NOT discriminate' in text
+    assert 'det: pool25_stage 0.500 vs baseline 0.520 - 2 std (0.020) = 0.480: does NOT discriminate' in text
     assert "(of ['grid'])" in text
 
 
