@@ -49,6 +49,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 
+from .toy_classes import TOY_SCENE_SEG_CLASSES, TOY_SCENE_SEG_PALETTE
+
 __all__ = [
     'DataCheckError', 'read_image_size', 'CheckedCocoDataset',
     'CheckedADE20KDataset', 'ToyCocoDataset', 'ToyADE20KDataset',
@@ -352,17 +354,8 @@ if _ADE20KDataset is not None:
         ``reduce_zero_label=False``. Args as :class:`ToyADE20KDataset`
         (default set 'ade_shapes')."""
 
-        # mmltm.datasets.toy.TOY_SCENE_SEG_CLASSES / _PALETTE (not imported:
-        # importing this module must not load the generator)
-        METAINFO = dict(
-            classes=('background', 'arrow', 'circle', 'crescent', 'cross',
-                     'hexagon', 'lshape', 'pentagon', 'rectangle', 'ring',
-                     'square', 'star', 'triangle'),
-            palette=[[120, 120, 120], [230, 25, 75], [60, 180, 75],
-                     [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                     [145, 30, 180], [70, 240, 240], [240, 50, 230],
-                     [210, 245, 60], [250, 190, 212], [0, 128, 128],
-                     [170, 110, 40]])
+        METAINFO = dict(classes=TOY_SCENE_SEG_CLASSES,
+                        palette=[list(c) for c in TOY_SCENE_SEG_PALETTE])
         toy_default_set = 'ade_shapes'
 
         def __init__(self, *args, reduce_zero_label: bool = False,

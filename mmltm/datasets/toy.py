@@ -105,8 +105,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .toy_shapes import (TOY_SHAPES_CLASSES, draw_shapes_image,
-                         draw_shapes_scene)
+from .toy_classes import (TOY_SCENE_SEG_CLASSES, TOY_SCENE_SEG_PALETTE,
+                          TOY_SHAPES_CLASSES)
+from .toy_shapes import draw_shapes_image, draw_shapes_scene
 
 __all__ = [
     'TOY_COCO_CLASSES', 'TOY_COCO_PALETTE', 'TOY_SEG_CLASSES',
@@ -151,16 +152,6 @@ TOY_SEG_CLASSES = ('wall', 'ball', 'box', 'tent')
 TOY_SEG_LABEL_IDS = (1, 120, 42, 115)
 #: COCO categories of the ``coco_shapes`` set, ids 1..12 in this order
 TOY_SCENE_COCO_CLASSES = TOY_SHAPES_CLASSES
-#: classes of the ``ade_shapes`` label maps, in label order 0..12 (the raw
-#: PNG values; 255 = a distractor shape, ignored): background, then the
-#: shape classes
-TOY_SCENE_SEG_CLASSES = ('background', ) + TOY_SHAPES_CLASSES
-#: palette of TOY_SCENE_SEG_CLASSES
-TOY_SCENE_SEG_PALETTE = [(120, 120, 120), (230, 25, 75), (60, 180, 75),
-                         (255, 225, 25), (0, 130, 200), (245, 130, 48),
-                         (145, 30, 180), (70, 240, 240), (240, 50, 230),
-                         (210, 245, 60), (250, 190, 212), (0, 128, 128),
-                         (170, 110, 40)]
 #: palette of TOY_SCENE_COCO_CLASSES (the same colours per class)
 TOY_SCENE_COCO_PALETTE = TOY_SCENE_SEG_PALETTE[1:]
 #: the ``ade_shapes`` label of a distractor's pixels (mmseg's ignore index)

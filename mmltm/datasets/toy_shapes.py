@@ -41,10 +41,8 @@ from typing import Tuple
 
 import numpy as np
 
-#: the 12 classes, sorted (= folder-scan order of ``CustomDataset``)
-TOY_SHAPES_CLASSES = ('arrow', 'circle', 'crescent', 'cross', 'hexagon',
-                      'lshape', 'pentagon', 'rectangle', 'ring', 'square',
-                      'star', 'triangle')
+from .toy_classes import TOY_SHAPES_CLASSES  # noqa: F401 (re-exported)
+
 
 # Difficulty knobs (fractions of the image side unless said otherwise).
 _TARGET_RADIUS = (0.32, 0.4)
@@ -303,8 +301,9 @@ def draw_shapes_scene(rng: np.random.Generator, h: int, w: int,
     covered = np.zeros((h, w), bool)
     instances, distractors = [], []
     for layer in reversed(drawn['layers']):  # the front shape first
-        mask = (layer['alpha'] >= 0.5) & ~covered
-        covered |= layer['alpha'] >= 0.5
+        inside = layer['alpha'] >= 0.5
+        mask = inside & ~covered
+        covered |= inside
         if mask.any():
             (instances if layer['target'] else distractors).insert(
                 0, dict(label=layer['label'], mask=mask))

@@ -342,10 +342,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     # the runs that fine-tuned tasks start from come first (all of them, also
     # when their own task is not asked for), so that two parallel jobs never
     # train the same one
+    asked = set(runs)
     sources = {(TASKS[t]['pretrain'], v, s) for t, v, s in runs if 'pretrain' in TASKS[t]}
-    first = [r for r in runs if r in sources] + sorted(sources - set(runs))
+    first = [r for r in runs if r in sources] + sorted(sources - asked)
     phases = [first, [r for r in runs if r not in sources]]
-    total, asked = len(phases[0]) + len(phases[1]), set(runs)
+    total = len(phases[0]) + len(phases[1])
     results, failed, done = [], 0, 0
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         for phase in phases:
