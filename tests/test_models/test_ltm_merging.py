@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import mmltm  # noqa: F401  (registers the backbones)
+from mmltm.analysis.merging_stats import calibrate_batch_norm
 from mmltm.registry import MODELS
 
 #: the share of tokens whose largest G entry must point to a different merged
@@ -31,6 +32,13 @@ def different_assignment(mask) -> float:
     return (a[0] != a[1]).float().mean().item()
 
 
+def merging_masks(model, images):
+    model.record_merge_masks(True)
+    with torch.no_grad():
+        model(images)
+    return [m for stage in model.last_merge_masks for m in stage if m is not None]
+
+
 @pytest.mark.parametrize('backbone,size', [('LTMSwinTransformer', 224),
                                            ('LTMVisionTransformer', 224),
                                            ('LTMMobileViT', 256),
@@ -40,26 +48,43 @@ def test_assignment_depends_on_the_image_in_every_merging_block(backbone, size):
     model = MODELS.build(dict(type=backbone))  # the documented defaults
     assert model.merge_mode == 'ltm'
     assert model.eval() is model and model.train() is model  # chaining works
+    images = smooth_images(2, size)
+    # random weights with the BatchNorm statistics of the data (MobileViT,
+    # EfficientViT), as after the first steps of training: the initial
+    # statistics wash the image out of late stages (see the next test)
+    calibrate_batch_norm(model, images)
     model.eval()
-    model.record_merge_masks(True)
-    with torch.no_grad():
-        model(smooth_images(2, size))
-    masks = [m for stage in model.last_merge_masks for m in stage if m is not None]
+    masks = merging_masks(model, images)
     assert len(masks) >= 7  # every transformer block of these archs merges
     shares = [different_assignment(m) for m in masks]
-    # MobileViT's last stage is the exception, measured and documented: its
-    # 2x2-patch sequences hold a 4x4 token grid merged to 2x4, where a
-    # token's own anchor (its neighbour) wins for almost every image
-    # (1.6-4.7 % of the tokens differ here)
-    small = [m.grid[0] * m.grid[1] <= 16 for m in masks]
-    assert min(s for s, tiny in zip(shares, small) if not tiny) >= MIN_DIFFERENT, shares
-    assert all(s > 0 for s, tiny in zip(shares, small) if tiny), shares
+    assert min(shares) >= MIN_DIFFERENT, shares
     # the fixed grid never changes its cells
     model = MODELS.build(dict(type=backbone, merge_mode='grid')).eval()
-    model.record_merge_masks(True)
-    with torch.no_grad():
-        model(smooth_images(2, size))
-    assert all(m.assign.dim() == 1 for s in model.last_merge_masks for m in s if m is not None)
+    masks = merging_masks(model, smooth_images(2, size))
+    assert all(m.assign.dim() == 1 for m in masks)
+
+
+def test_initial_batch_norm_statistics_hide_the_image_from_mobilevit_last_stage():
+    """Why the test above calibrates BatchNorm: with its initial running
+    statistics (mean 0, variance 1) random-weight MobileViT's last stage
+    (2x2-patch sequences of a 4x4 token grid, merged to 2x4) sees nearly the
+    same tokens for any image, so no similarity-driven mask can tell the
+    images apart there; the data's statistics alone (no weight changed)
+    bring the image back."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='LTMMobileViT')).eval()
+    images = smooth_images(2, 256)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if 'running' not in k}
+    raw = [different_assignment(m) for m in merging_masks(model, images)]
+    assert calibrate_batch_norm(model, images) > 0
+    assert not model.training  # the mode is restored
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items()
+               if 'num_batches_tracked' not in k)
+    calibrated = [different_assignment(m) for m in merging_masks(model, images)]
+    last = [i for i, m in enumerate(merging_masks(model, images)) if tuple(m.grid) == (4, 4)]
+    assert len(last) == 3  # the last MobileVitBlock's three transformer layers
+    assert max(raw[i] for i in last) < MIN_DIFFERENT, raw
+    assert min(calibrated[i] for i in last) >= 2 * MIN_DIFFERENT, calibrated
 
 
 def test_mask_parameters_learn_from_the_task_loss_and_stay_small():

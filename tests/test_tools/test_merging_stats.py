@@ -5,6 +5,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from mmltm.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPES_LTM = 'configs/toy/ltm_swin_t_shapes_toy.py'
+MOBILEVIT_LTM = 'configs/toy/ltm_mobilevit_xs_in1k_toy.py'
 SMALL_SWIN = dict(type='LTMSwinTransformer', embed_dims=32, depths=(2, 2, 2, 2),
                   num_heads=(1, 2, 4, 8))
 
@@ -51,32 +53,65 @@ def test_stats_need_exactly_two_images():
         assignment_stats(model, torch.zeros(3, 3, 64, 64))
 
 
-def test_trained_toy_checkpoint_still_merges_by_image(tmp_path):
-    """One epoch of the toy shapes classification (24 updates of LTM-Swin-T
-    at 64 x 64), then the tool at 224 x 224 on two validation images: every
-    merging block sends >= 10 % of the tokens to a different merged token
-    for the two images (issue 12)."""
-    from mmltm.datasets.toy import ensure_toy_data
-    ensure_toy_data(str(REPO / 'data' / 'toy'), which='shapes')
-    work_dir = tmp_path / 'shapes'
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', SHAPES_LTM, '--work-dir', str(work_dir),
-         '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2',  # no validation
-         'default_hooks.checkpoint.interval=1'],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    checkpoint = work_dir / 'epoch_1.pth'
-    assert checkpoint.is_file()
+def load_tool():
     spec = importlib.util.spec_from_file_location(
         'merging_stats_tool', REPO / 'tools' / 'analysis_tools' / 'merging_stats.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    val = REPO / 'data' / 'toy' / 'shapes' / 'val'
-    images = sorted(str(p) for p in val.rglob('*.png'))
-    # two images of different classes
-    pair = [images[0], next(p for p in images if Path(p).parent != Path(images[0]).parent)]
-    rows = tool.main([SHAPES_LTM, str(checkpoint), *pair, '--size', '224'])
-    assert len(rows) >= 4  # the stages of the toy Swin-T that merge at 224
+    return tool
+
+
+def shapes_pair() -> List[str]:
+    """Two toy shapes validation images of different classes."""
+    from mmltm.datasets.toy import ensure_toy_data
+    ensure_toy_data(str(REPO / 'data' / 'toy'), which='shapes')
+    images = sorted(str(p) for p in (REPO / 'data' / 'toy' / 'shapes' / 'val').rglob('*.png'))
+    return [images[0], next(p for p in images if Path(p).parent != Path(images[0]).parent)]
+
+
+def test_tool_calibrates_batch_norm_of_random_weights_only(tmp_path):
+    tool = load_tool()
+    pair = shapes_pair()
+    # random-weight MobileViT: the initial BatchNorm statistics hide the
+    # image from the last stage; those of the two images bring it back
+    raw = tool.main([MOBILEVIT_LTM, 'none', *pair, '--size', '256'])
+    assert min(r['changed'] for r in raw if r['stage'] == 4) < 0.10, \
+        format_assignment_stats(raw)
+    rows = tool.main([MOBILEVIT_LTM, 'none', *pair, '--size', '256', '--calibrate-bn'])
+    assert len(rows) == 9  # the 2 + 4 + 3 transformer layers of MobileViT-XS
     assert min(r['changed'] for r in rows) >= 0.10, format_assignment_stats(rows)
-    # the trained mask still differs from the fixed grid
-    assert min(r['crossed'] for r in rows) >= 0.10
+    with pytest.raises(ValueError, match=r'--calibrate-bn .* CHECKPOINT=none only'):
+        tool.main([MOBILEVIT_LTM, str(tmp_path / 'a.pth'), *pair, '--calibrate-bn'])
+
+
+@pytest.mark.parametrize('config,options,checkpoint,size,blocks', [
+    # one epoch of the toy shapes classification (24 updates of LTM-Swin-T
+    # at 64 x 64), no validation
+    (SHAPES_LTM, ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
+                  'default_hooks.checkpoint.interval=1'], 'epoch_1.pth', '224', 4),
+    # the toy ImageNet schedule of LTM-MobileViT-XS (10 epochs of 6 updates
+    # at 112 x 112, ~30 s), at its own size and at 256 x 256
+    (MOBILEVIT_LTM, ['train_cfg.val_interval=11'], 'epoch_10.pth', '112 256', 9),
+])
+def test_trained_toy_checkpoint_still_merges_by_image(tmp_path, config, options, checkpoint,
+                                                      size, blocks):
+    """A trained toy checkpoint, then the tool on two shapes validation
+    images: every merging block sends >= 10 % of the tokens to a different
+    merged token for the two images (issue 12), and the trained mask still
+    differs from the fixed grid."""
+    from mmltm.datasets.toy import ensure_toy_data
+    ensure_toy_data(str(REPO / 'data' / 'toy'), which=('shapes', 'imagenet'))
+    work_dir = tmp_path / 'run'
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir),
+         '--cfg-options', *options],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert (work_dir / checkpoint).is_file()
+    tool = load_tool()
+    pair = shapes_pair()
+    for side in size.split():
+        rows = tool.main([config, str(work_dir / checkpoint), *pair, '--size', side])
+        assert len(rows) >= blocks, format_assignment_stats(rows)
+        assert min(r['changed'] for r in rows) >= 0.10, format_assignment_stats(rows)
+        assert min(r['crossed'] for r in rows) >= 0.10, format_assignment_stats(rows)
