@@ -84,3 +84,22 @@ def test_a_missing_baseline_run_is_named(tmp_path):
 def test_an_option_without_a_value_is_refused():
     with pytest.raises(SystemExit):
         tfm.parse_args(['--cfg-options', 'test_dataloader.dataset.indices'])
+
+
+def test_summary_checks_the_known_worse_model_against_the_unmerged_checkpoints():
+    # seg_shapes as measured (README): pool25 loses 25 mIoU, ltm 1.3
+    dense, pool25, ltm, tome = [62.69, 59.32, 60.39], [36.15, 36.88, 35.25], \
+        [61.36, 58.22, 58.81], [61.23, 58.42, 59.71]
+    results = {}
+    for variant, values in [(tfm.DENSE, dense), ('pool25', pool25), ('ltm', ltm),
+                            ('tome', tome)]:
+        results.update({('seg_shapes', variant, s): v for s, v in enumerate(values)})
+    text = tfm.summarise(results, ['seg_shapes'], ['ltm', 'tome', 'pool25'])
+    assert '| pool25 | 36.093 ± 0.816 (n=3) | -24.707 ± 2.084 |' in text
+    assert 'seg_shapes: pool25 36.093 vs dense 60.800 - 2 std (1.722) = 57.356: ' \
+           'discriminates' in text
+    assert "seg_shapes: ltm beats by more than one std: none (of ['tome'])" in text
+    # a worse model within 2 std of the unmerged checkpoints is not seen
+    results.update({('seg_shapes', 'pool25', s): v - 2.0 for s, v in enumerate(dense)})
+    assert 'pool25 58.800 vs dense 60.800 - 2 std (1.722) = 57.356: does NOT discriminate' \
+        in tfm.summarise(results, ['seg_shapes'], ['pool25'])

@@ -247,27 +247,35 @@ def summarise(results: List[Dict], tasks: List[str], variants: List[str]) -> str
             stats[t, v] = (mean, std, len(vals))
             cells.append(f'{mean:.3f} ± {std:.3f} (n={len(vals)})')
         lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines + [''] + check_lines(stats, tasks, variants))
+
+
+def check_lines(stats: Dict[tuple, tuple], tasks: List[str], variants: List[str],
+                baseline: str = 'baseline') -> List[str]:
+    """Per task: does each known-worse variant score below ``baseline`` by
+    more than 2 std, and which variants ``ltm`` beats by more than one std.
+    ``stats`` maps ``(task, variant)`` to ``(mean, std, n)``."""
     notes = []
     for t in tasks:
         for worse in KNOWN_WORSE:
-            if (t, 'baseline') in stats and (t, worse) in stats:
-                (bm, bs, _), (pm, ps, _) = stats[t, 'baseline'], stats[t, worse]
+            if (t, baseline) in stats and (t, worse) in stats:
+                (bm, bs, _), (pm, ps, _) = stats[t, baseline], stats[t, worse]
                 # the seed spread is the larger of the two: a baseline that
                 # happens to repeat itself must not make a noisy worse model
                 # look separated
                 spread = max(bs, ps)
                 ok = pm < bm - 2 * spread
-                notes.append(f'{t}: {worse} {pm:.3f} vs baseline {bm:.3f} - 2 std '
+                notes.append(f'{t}: {worse} {pm:.3f} vs {baseline} {bm:.3f} - 2 std '
                              f'({spread:.3f}) = {bm - 2 * spread:.3f}: '
                              f'{"discriminates" if ok else "does NOT discriminate"}')
         if (t, 'ltm') in stats:
             lm, ls, _ = stats[t, 'ltm']
-            others = [v for v in variants if v not in ('ltm', 'baseline') + KNOWN_WORSE
+            others = [v for v in variants if v not in ('ltm', baseline) + KNOWN_WORSE
                       and (t, v) in stats]
             beats = [v for v in others if lm > stats[t, v][0] + max(ls, stats[t, v][1])]
             notes.append(f'{t}: ltm beats by more than one std: {beats or "none"} '
                          f'(of {others})')
-    return '\n'.join(lines + [''] + notes)
+    return notes
 
 
 def stored_result(task: str, variant: str, seed: int, work_dir: str) -> Optional[Dict]:

@@ -38,7 +38,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, REPO)
 
-from compare_merging import DEFAULT_TASKS, TASKS, VARIANTS, mean_std, variant_options  # noqa: E402
+from compare_merging import (DEFAULT_TASKS, TASKS, VARIANTS, check_lines, mean_std,  # noqa: E402
+                             variant_options)
 
 #: the variants that need no training of their own (the baseline row is
 #: the checkpoint as trained, evaluated without merging)
@@ -144,7 +145,11 @@ def trained_score(task: str, seed: int, work_dir: str) -> float:
 
 
 def summarise(results: Dict[tuple, float], tasks: List[str], variants: List[str]) -> str:
-    """Markdown table: mean ± std over seeds, and the mean paired change vs dense."""
+    """Markdown table: mean ± std over seeds and the mean paired change vs
+    dense; then compare_merging's checks with ``dense`` as the baseline
+    (does a known-worse variant score more than 2 std below it; which
+    variants ``ltm`` beats by more than one std)."""
+    stats: Dict[tuple, tuple] = {}
     head = ' | '.join(f'{t}: {TASKS[t]["metric"]} | change vs dense' for t in tasks)
     lines = [f'| variant | {head} |', '|---' * (2 * len(tasks) + 1) + '|']
     for v in [DENSE] + variants:
@@ -157,10 +162,11 @@ def summarise(results: Dict[tuple, float], tasks: List[str], variants: List[str]
             if not vals:
                 cells += ['-', '-']
                 continue
+            stats[t, v] = (*mean_std(vals), len(vals))
             cells.append('{:.3f} ± {:.3f}'.format(*mean_std(vals)) + f' (n={len(vals)})')
             cells.append('{:+.3f} ± {:.3f}'.format(*mean_std(diffs)) if diffs else '-')
         lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+    return '\n'.join(lines + [''] + check_lines(stats, tasks, variants, baseline=DENSE))
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
