@@ -71,16 +71,30 @@ def test_initial_batch_norm_statistics_hide_the_image_from_mobilevit_last_stage(
     same tokens for any image, so no similarity-driven mask can tell the
     images apart there; the data's statistics alone (no weight changed)
     bring the image back."""
+    from mmpretrain.models.backbones.mobilevit import MobileVitBlock
     torch.manual_seed(0)
     model = MODELS.build(dict(type='LTMMobileViT')).eval()
     images = smooth_images(2, 256)
     weights = {k: v.clone() for k, v in model.state_dict().items() if 'running' not in k}
+    # the input map of the last MobileVitBlock, image 1 against image 0
+    last_block = [m for m in model.modules() if isinstance(m, MobileVitBlock)][-1]
+    inputs = []
+    hook = last_block.register_forward_pre_hook(lambda mod, args: inputs.append(args[0]))
+
+    def image_difference() -> float:
+        x = inputs.pop()
+        return ((x[1] - x[0]).norm() / x[0].norm()).item()
+
     raw = [different_assignment(m) for m in merging_masks(model, images)]
+    assert image_difference() < 0.01  # the image is (nearly) gone
     assert calibrate_batch_norm(model, images) > 0
+    inputs.clear()
     assert not model.training  # the mode is restored
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items()
                if 'num_batches_tracked' not in k)
     calibrated = [different_assignment(m) for m in merging_masks(model, images)]
+    assert image_difference() > 0.5
+    hook.remove()
     last = [i for i, m in enumerate(merging_masks(model, images)) if tuple(m.grid) == (4, 4)]
     assert len(last) == 3  # the last MobileVitBlock's three transformer layers
     assert max(raw[i] for i in last) < MIN_DIFFERENT, raw
