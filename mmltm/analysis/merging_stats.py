@@ -34,11 +34,17 @@ import torch.nn as nn
 
 from .visualization import recorded_merge_masks
 
-__all__ = ['assignment_stats', 'calibrate_batch_norm', 'format_assignment_stats']
+__all__ = ['assignment_stats', 'batch_norm_layers', 'calibrate_batch_norm',
+           'format_assignment_stats']
 
 
 def _share(flags: torch.Tensor) -> float:
     return flags.float().mean().item()
+
+
+def batch_norm_layers(module: nn.Module) -> List[nn.Module]:
+    """The BatchNorm layers of ``module`` (any dimension, SyncBN too)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def calibrate_batch_norm(module: nn.Module, inputs: torch.Tensor, passes: int = 1) -> int:
@@ -52,7 +58,7 @@ def calibrate_batch_norm(module: nn.Module, inputs: torch.Tensor, passes: int = 
     """
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise ValueError(f'passes={passes!r} is not allowed: a positive int')
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norm_layers(module)
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]

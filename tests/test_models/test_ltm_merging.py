@@ -92,10 +92,11 @@ def test_initial_batch_norm_statistics_hide_the_image_from_mobilevit_last_stage(
     assert not model.training  # the mode is restored
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items()
                if 'num_batches_tracked' not in k)
-    calibrated = [different_assignment(m) for m in merging_masks(model, images)]
+    masks = merging_masks(model, images)
+    calibrated = [different_assignment(m) for m in masks]
     assert image_difference() > 0.5
     hook.remove()
-    last = [i for i, m in enumerate(merging_masks(model, images)) if tuple(m.grid) == (4, 4)]
+    last = [i for i, m in enumerate(masks) if tuple(m.grid) == (4, 4)]
     assert len(last) == 3  # the last MobileVitBlock's three transformer layers
     assert max(raw[i] for i in last) < MIN_DIFFERENT, raw
     assert min(calibrated[i] for i in last) >= 2 * MIN_DIFFERENT, calibrated

@@ -24,8 +24,8 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from mmltm.analysis.merging_stats import (assignment_stats, calibrate_batch_norm,
-                                          format_assignment_stats)
+from mmltm.analysis.merging_stats import (assignment_stats, batch_norm_layers,
+                                          calibrate_batch_norm, format_assignment_stats)
 from mmltm.analysis.models import build_model, load_config, make_batch, parse_size
 from mmltm.analysis.visualization import check_records_masks
 
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
     if args.calibrate_bn:
         layers = calibrate_batch_norm(model.backbone, data['inputs'])
         note = f', BatchNorm statistics of the two images ({layers} layers)'
-    elif random_weights and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                                for m in model.backbone.modules()):
+    elif random_weights and batch_norm_layers(model.backbone):
         note = (', initial BatchNorm statistics (they wash the image out of late stages; '
                 'see --calibrate-bn)')
     rows = assignment_stats(model.backbone, data['inputs'])

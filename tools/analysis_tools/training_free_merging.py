@@ -162,8 +162,9 @@ def summarise(results: Dict[tuple, float], tasks: List[str], variants: List[str]
             if not vals:
                 cells += ['-', '-']
                 continue
-            stats[t, v] = (*mean_std(vals), len(vals))
-            cells.append('{:.3f} ± {:.3f}'.format(*mean_std(vals)) + f' (n={len(vals)})')
+            mean, std = mean_std(vals)
+            stats[t, v] = (mean, std, len(vals))
+            cells.append(f'{mean:.3f} ± {std:.3f} (n={len(vals)})')
             cells.append('{:+.3f} ± {:.3f}'.format(*mean_std(diffs)) if diffs else '-')
         lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines + [''] + check_lines(stats, tasks, variants, baseline=DENSE))
