@@ -20,7 +20,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmltm.engine import (check_checkpoint_keys,  # noqa: E402
-                          check_data_roots, init_cpu_dist,
+                          check_data_roots, close_dist, init_cpu_dist,
                           install_checkpoint_fix, prepare_runner_cfg,
                           scope_init)
 
@@ -89,24 +89,26 @@ def main(argv=None) -> dict:
     # a test run never resumes training state
     cfg.resume = False
     check_data_roots(cfg, phase='test', make_toy=not args.no_toy_data)
-    init_cpu_dist(cfg)
+    try:
+        init_cpu_dist(cfg)
+        if 'runner_type' in cfg:
+            from mmengine.registry import RUNNERS
+            runner = RUNNERS.build(cfg)
+        else:
+            runner = Runner.from_cfg(cfg)
+        # mmengine would load a mismatching checkpoint with a warning only
+        check_checkpoint_keys(runner.model, args.checkpoint,
+                              init_mask_modules=args.init_mask_modules)
 
-    if 'runner_type' in cfg:
-        from mmengine.registry import RUNNERS
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    # mmengine would load a mismatching checkpoint with a warning only
-    check_checkpoint_keys(runner.model, args.checkpoint,
-                          init_mask_modules=args.init_mask_modules)
-
-    if args.out is not None:
-        # the library-independent mmengine evaluator that pickles the
-        # predictions of every batch
-        from mmengine.evaluator import DumpResults
-        runner.test_evaluator.metrics.append(
-            DumpResults(out_file_path=args.out))
-    return runner.test()
+        if args.out is not None:
+            # the library-independent mmengine evaluator that pickles the
+            # predictions of every batch
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(
+                DumpResults(out_file_path=args.out))
+        return runner.test()
+    finally:
+        close_dist()  # the group of a distributed run (see close_dist)
 
 
 if __name__ == '__main__':

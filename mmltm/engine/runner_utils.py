@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import os.path as osp
+import time
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
@@ -273,6 +274,27 @@ def init_cpu_dist(cfg: Config) -> None:
     torch.distributed.init_process_group(backend='gloo', **dist_cfg)
 
 
+def close_dist() -> None:
+    """Destroy the default process group, if one exists, and give its
+    worker threads the moment they need to finish.
+
+    The tools call it when a run ends, returned or raised. A gloo worker
+    thread frees the tensors of a collective after the collective has
+    returned, and needs the GIL for that; if the interpreter is exiting by
+    then, the thread aborts the process ("terminate called without an
+    active exception", SIGABRT) and torchrun reports a finished run as
+    failed. mmengine's Runner never destroys its group, and destroying it
+    does not stop those threads (the DDP wrapper still holds the group):
+    the sleep releases the GIL to them while the interpreter is alive.
+    No-op without a group.
+    """
+    if not (torch.distributed.is_available()
+            and torch.distributed.is_initialized()):
+        return
+    torch.distributed.destroy_process_group()
+    time.sleep(0.1)  # microseconds suffice when idle; room for a busy CPU
+
+
 def _listed(keys: List[str], max_listed: int) -> str:
     """Per top-level module first (which parts do not fit), then examples."""
     counts: dict = {}
@@ -417,6 +439,6 @@ def scope_init(cfg: Config) -> str:
 
 __all__ = [
     'SUPPORTED_SCOPES', 'task_of_config', 'collect_data_roots',
-    'check_data_roots', 'prepare_runner_cfg', 'init_cpu_dist', 'scope_init',
-    'check_checkpoint_keys', 'compare_state_dict_keys'
+    'check_data_roots', 'prepare_runner_cfg', 'init_cpu_dist', 'close_dist',
+    'scope_init', 'check_checkpoint_keys', 'compare_state_dict_keys'
 ]

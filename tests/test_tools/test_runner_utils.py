@@ -114,3 +114,73 @@ def test_init_mask_modules_lets_only_mask_module_keys_be_missing():
     with pytest.raises(RuntimeError, match=r'1 of the model.*' + first.replace('.', r'\.')):
         runner_utils.compare_state_dict_keys(model, state, 'baseline.pth',
                                              init_mask_modules=True)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_close_dist_destroys_the_group():
+    import torch.distributed as dist
+    runner_utils.close_dist()  # no group: nothing to do
+    assert not dist.is_initialized()
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{_free_port()}',
+                            rank=0, world_size=1)
+    assert dist.is_initialized()
+    runner_utils.close_dist()
+    assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+@pytest.mark.parametrize('outcome', ['returns', 'raises'])
+def test_tools_close_the_process_group(tool, outcome, monkeypatch, tmp_path):
+    """``--launcher pytorch`` on CPU: the tool trains / tests inside the gloo
+    group it made, and destroys the group when the run ends, returned or
+    raised (a group left to the interpreter's exit can abort a finished run;
+    see close_dist)."""
+    import runpy
+
+    import mmengine.runner
+    import torch.distributed as dist
+    monkeypatch.setattr(runner_utils, '_cuda_usable', lambda: False)
+    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
+                           MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(_free_port())).items():
+        monkeypatch.setenv(key, value)
+    seen = {}
+
+    class FakeRunner:
+        model = None
+
+        @classmethod
+        def from_cfg(cls, cfg):
+            return cls()
+
+        def run(self):
+            seen['world_size'] = dist.get_world_size()
+            seen['backend'] = dist.get_backend()
+            if outcome == 'raises':
+                raise RuntimeError('the run failed')
+            return {}
+
+        train = test = run
+
+    monkeypatch.setattr(mmengine.runner, 'Runner', FakeRunner)
+    main = runpy.run_path(str(REPO / 'tools' / f'{tool}.py'))['main']
+    # no data and no checkpoint: the fake runner reads neither
+    for name in ('check_data_roots', 'check_checkpoint_keys'):
+        monkeypatch.setitem(main.__globals__, name, lambda *a, **k: None)
+    checkpoint = tmp_path / 'ckpt.pth'  # read by the fake runner: never
+    checkpoint.write_bytes(b'')
+    argv = [TOY, *([str(checkpoint)] if tool == 'test' else []),
+            '--work-dir', str(tmp_path), '--launcher', 'pytorch']
+    if outcome == 'raises':
+        with pytest.raises(RuntimeError, match='the run failed'):
+            main(argv)
+    else:
+        main(argv)
+    assert seen == dict(world_size=1, backend='gloo')
+    assert not dist.is_initialized()

@@ -58,6 +58,14 @@ def ok(proc):
     return proc
 
 
+def dist_env():
+    """The environment of a tools/dist_*.sh run: this Python, a free port."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    return dict(PORT=str(port), PYTHON=PY)
+
+
 def metrics_of(log):
     """The last value logged for each metric."""
     return {k: float(v) for k, v in METRIC_RE.findall(log)}
@@ -297,16 +305,28 @@ def test_resume(seg_run, tmp_path, in_repo):
     (DET_LTM, DET_VAL, 'coco/bbox_mAP'),
 ], ids=['upernet', 'mask_rcnn'])
 def test_dist_train_two_processes(toy_data, tmp_path, config, extra, metric):
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
     proc, metrics = short_train(['bash', 'tools/dist_train.sh', config, '2'],
-                                tmp_path, extra,
-                                env=dict(PORT=str(port), PYTHON=PY))
+                                tmp_path, extra, env=dist_env())
     assert 'Distributed training: True' in proc.log
     assert 'GPU number: 2' in proc.log  # mmengine's name for world size
     print(f'\n[toy {config}, 2 procs, dist_train.sh]', metrics)
     assert metric in metrics
+
+
+def test_dist_test_two_processes(seg_run, tmp_path):
+    """tools/dist_test.sh with 2 processes (gloo on CPU) scores the
+    iteration-2 checkpoint as training's validation did: each process
+    evaluates 8 of the 16 val images and the metric gathers both halves."""
+    work_dir, train_proc = seg_run
+    trained = metrics_of(train_proc.log)
+    proc = ok(run(['bash', 'tools/dist_test.sh', SEG_LTM,
+                   str(work_dir / 'iter_2.pth'), '2', '--work-dir',
+                   str(tmp_path)], env=dist_env()))
+    assert 'GPU number: 2' in proc.log
+    metrics = metrics_of(proc.log)
+    print('\n[toy UperNet LTM-Swin, 2 procs, dist_test.sh]', metrics)
+    for key in ('mIoU', 'mAcc', 'aAcc'):
+        assert metrics[key] == pytest.approx(trained[key], abs=0.011), key
 
 
 def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch):
