@@ -14,7 +14,6 @@ the merged grid without their mask modules (stage 3's second block here):
 they are tied in the same way.
 """
 import os
-import socket
 
 import pytest
 import torch
@@ -23,14 +22,10 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmltm.engine import close_dist
+
 SIZES = dict(embed_dims=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4), drop_path_rate=0.)
 ITERS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 class _Classifier(nn.Module):
@@ -84,20 +79,22 @@ def _train(rank: int, world: int, out_dir: str, tie: bool, merge_scope: str = 'f
                 num_last=len(last)),
                 os.path.join(out_dir, 'result.pth'))
     finally:
-        dist.destroy_process_group()
+        # destroys the group and lets gloo's threads finish before exit
+        close_dist()
 
 
-def _spawn(tmp_path, monkeypatch, tie: bool, merge_scope: str = 'ffn'):
+def _spawn(tmp_path, monkeypatch, port: int, tie: bool, merge_scope: str = 'ffn'):
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', str(_free_port()))
+    monkeypatch.setenv('MASTER_PORT', str(port))
     mp.spawn(_train, args=(2, str(tmp_path), tie, merge_scope), nprocs=2, join=True)
     return torch.load(tmp_path / 'result.pth')
 
 
 @pytest.mark.parametrize('merge_scope, idle', [('ffn', 1), ('stage', 2)])
 def test_ddp_without_find_unused_parameters_trains_and_stays_in_sync(tmp_path, monkeypatch,
-                                                                     merge_scope, idle):
-    result = _spawn(tmp_path, monkeypatch, tie=True, merge_scope=merge_scope)
+                                                                     free_port, merge_scope,
+                                                                     idle):
+    result = _spawn(tmp_path, monkeypatch, free_port, tie=True, merge_scope=merge_scope)
     assert result['max_diff'] == 0.0  # every parameter equal on both ranks
     # the non-merging blocks' mask parameters got exactly zero gradient
     # (SGD, no decay): unchanged; the merging blocks' ones were trained

@@ -3,7 +3,6 @@ on every rank (seconds), instead of the other ranks hanging in a broadcast
 until the process-group timeout."""
 import datetime
 import os
-import socket
 import traceback
 
 import pytest
@@ -11,15 +10,11 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
+from mmltm.engine import close_dist
+
 #: the process-group timeout: a hang would end in a gloo timeout error
 #: after this long, which the assertions below tell from the hook's error
 TIMEOUT_S = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _outcome(fn) -> str:
@@ -56,13 +51,14 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     except Exception:  # pragma: no cover - reported by the parent
         results = ['crash|' + traceback.format_exc()]
     finally:
-        torch_dist.destroy_process_group()
+        # destroys the group and lets gloo's threads finish before exit
+        close_dist()
     with open(os.path.join(out_dir, f'rank{rank}.txt'), 'w') as handle:
         handle.write('\n'.join(results))
 
 
-def test_rank0_error_is_raised_on_every_rank(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2,
+def test_rank0_error_is_raised_on_every_rank(tmp_path, free_port):
+    mp.spawn(_worker, args=(free_port, str(tmp_path)), nprocs=2,
              join=True)
     out = {r: (tmp_path / f'rank{r}.txt').read_text().split('\n')
            for r in (0, 1)}

@@ -116,18 +116,11 @@ def test_init_mask_modules_lets_only_mask_module_keys_be_missing():
                                              init_mask_modules=True)
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def test_close_dist_destroys_the_group():
+def test_close_dist_destroys_the_group(free_port):
     import torch.distributed as dist
     runner_utils.close_dist()  # no group: nothing to do
     assert not dist.is_initialized()
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{_free_port()}',
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{free_port}',
                             rank=0, world_size=1)
     assert dist.is_initialized()
     runner_utils.close_dist()
@@ -136,7 +129,8 @@ def test_close_dist_destroys_the_group():
 
 @pytest.mark.parametrize('tool', ['train', 'test'])
 @pytest.mark.parametrize('outcome', ['returns', 'raises'])
-def test_tools_close_the_process_group(tool, outcome, monkeypatch, tmp_path):
+def test_tools_close_the_process_group(tool, outcome, monkeypatch, tmp_path,
+                                       free_port):
     """``--launcher pytorch`` on CPU: the tool trains / tests inside the gloo
     group it made, and destroys the group when the run ends, returned or
     raised (a group left to the interpreter's exit can abort a finished run;
@@ -148,7 +142,7 @@ def test_tools_close_the_process_group(tool, outcome, monkeypatch, tmp_path):
     monkeypatch.setattr(runner_utils, '_cuda_usable', lambda: False)
     for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
                            MASTER_ADDR='127.0.0.1',
-                           MASTER_PORT=str(_free_port())).items():
+                           MASTER_PORT=str(free_port)).items():
         monkeypatch.setenv(key, value)
     seen = {}
 

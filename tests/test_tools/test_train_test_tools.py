@@ -8,7 +8,6 @@ metrics each run printed are echoed (``pytest -s`` shows them).
 import os
 import os.path as osp
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -56,14 +55,6 @@ def ok(proc):
         pytest.fail(f'{proc.args} exited {proc.returncode}:\n'
                     f'{proc.log[-6000:]}')
     return proc
-
-
-def dist_env():
-    """The environment of a tools/dist_*.sh run: this Python, a free port."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    return dict(PORT=str(port), PYTHON=PY)
 
 
 def metrics_of(log):
@@ -304,16 +295,18 @@ def test_resume(seg_run, tmp_path, in_repo):
     (SEG_LTM, [], 'mIoU'),
     (DET_LTM, DET_VAL, 'coco/bbox_mAP'),
 ], ids=['upernet', 'mask_rcnn'])
-def test_dist_train_two_processes(toy_data, tmp_path, config, extra, metric):
+def test_dist_train_two_processes(toy_data, tmp_path, free_port, config, extra,
+                                  metric):
     proc, metrics = short_train(['bash', 'tools/dist_train.sh', config, '2'],
-                                tmp_path, extra, env=dist_env())
+                                tmp_path, extra,
+                                env=dict(PORT=str(free_port), PYTHON=PY))
     assert 'Distributed training: True' in proc.log
     assert 'GPU number: 2' in proc.log  # mmengine's name for world size
     print(f'\n[toy {config}, 2 procs, dist_train.sh]', metrics)
     assert metric in metrics
 
 
-def test_dist_test_two_processes(seg_run, tmp_path):
+def test_dist_test_two_processes(seg_run, tmp_path, free_port):
     """tools/dist_test.sh with 2 processes (gloo on CPU) scores the
     iteration-2 checkpoint as training's validation did: each process
     evaluates 8 of the 16 val images and the metric gathers both halves."""
@@ -321,7 +314,8 @@ def test_dist_test_two_processes(seg_run, tmp_path):
     trained = metrics_of(train_proc.log)
     proc = ok(run(['bash', 'tools/dist_test.sh', SEG_LTM,
                    str(work_dir / 'iter_2.pth'), '2', '--work-dir',
-                   str(tmp_path)], env=dist_env()))
+                   str(tmp_path)],
+                  env=dict(PORT=str(free_port), PYTHON=PY)))
     assert 'GPU number: 2' in proc.log
     metrics = metrics_of(proc.log)
     print('\n[toy UperNet LTM-Swin, 2 procs, dist_test.sh]', metrics)
