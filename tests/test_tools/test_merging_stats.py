@@ -1,7 +1,6 @@
 """mmltm.analysis.merging_stats and tools/analysis_tools/merging_stats.py:
 how much the merging depends on the image (issue 12's acceptance), with
 random weights and on a trained toy checkpoint."""
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from mmltm.registry import MODELS
 REPO = Path(__file__).resolve().parents[2]
 SHAPES_LTM = 'configs/toy/ltm_swin_t_shapes_toy.py'
 MOBILEVIT_LTM = 'configs/toy/ltm_mobilevit_xs_in1k_toy.py'
+TOOL = 'tools/analysis_tools/merging_stats.py'
 SMALL_SWIN = dict(type='LTMSwinTransformer', embed_dims=32, depths=(2, 2, 2, 2),
                   num_heads=(1, 2, 4, 8))
 
@@ -53,14 +53,6 @@ def test_stats_need_exactly_two_images():
         assignment_stats(model, torch.zeros(3, 3, 64, 64))
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'merging_stats_tool', REPO / 'tools' / 'analysis_tools' / 'merging_stats.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def shapes_pair() -> List[str]:
     """Two toy shapes validation images of different classes."""
     from mmltm.datasets.toy import ensure_toy_data
@@ -69,8 +61,8 @@ def shapes_pair() -> List[str]:
     return [images[0], next(p for p in images if Path(p).parent != Path(images[0]).parent)]
 
 
-def test_tool_calibrates_batch_norm_of_random_weights_only(tmp_path):
-    tool = load_tool()
+def test_tool_calibrates_batch_norm_of_random_weights_only(tmp_path, load_tool):
+    tool = load_tool(TOOL)
     pair = shapes_pair()
     # random-weight MobileViT: the initial BatchNorm statistics hide the
     # image from the last stage; those of the two images bring it back
@@ -93,8 +85,8 @@ def test_tool_calibrates_batch_norm_of_random_weights_only(tmp_path):
     # at 112 x 112, ~30 s), at its own size and at 256 x 256
     (MOBILEVIT_LTM, ['train_cfg.val_interval=11'], 'epoch_10.pth', '112 256', 9),
 ])
-def test_trained_toy_checkpoint_still_merges_by_image(tmp_path, config, options, checkpoint,
-                                                      size, blocks):
+def test_trained_toy_checkpoint_still_merges_by_image(tmp_path, load_tool, config, options,
+                                                      checkpoint, size, blocks):
     """A trained toy checkpoint, then the tool on two shapes validation
     images: every merging block sends >= 10 % of the tokens to a different
     merged token for the two images (issue 12), and the trained mask still
@@ -108,7 +100,7 @@ def test_trained_toy_checkpoint_still_merges_by_image(tmp_path, config, options,
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert (work_dir / checkpoint).is_file()
-    tool = load_tool()
+    tool = load_tool(TOOL)
     pair = shapes_pair()
     for side in size.split():
         rows = tool.main([config, str(work_dir / checkpoint), *pair, '--size', side])

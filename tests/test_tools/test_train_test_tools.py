@@ -74,16 +74,6 @@ def short_train(cmd, work_dir, extra=(), env=None):
     return proc, metrics_of(proc.log)
 
 
-def load_tool(name):
-    """tools/<name>.py as a module, to call its main(argv) in-process."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        f'mmltm_tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def in_repo():
     """Run in the repo root, as the tools expect (relative data paths)."""
@@ -323,7 +313,8 @@ def test_dist_test_two_processes(seg_run, tmp_path, free_port):
         assert metrics[key] == pytest.approx(trained[key], abs=0.011), key
 
 
-def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch):
+def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch,
+                                      load_tool):
     import mmengine.runner
     missing = str(tmp_path / 'coco') + '/'
 
@@ -332,7 +323,7 @@ def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch):
 
     monkeypatch.setattr(mmengine.runner.Runner, 'from_cfg', no_runner)
     with pytest.raises(FileNotFoundError) as err:
-        load_tool('train').main([
+        load_tool('tools/train.py').main([
             'configs/mask_rcnn_swin_t_coco.py', '--work-dir',
             str(tmp_path), '--cfg-options',
             f'train_dataloader.dataset.data_root={missing}',
@@ -343,12 +334,13 @@ def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch):
     assert 'train_dataloader.dataset.data_root' in msg
 
 
-def test_mismatched_checkpoint_is_refused(det_run, tmp_path, in_repo):
+def test_mismatched_checkpoint_is_refused(det_run, tmp_path, in_repo,
+                                          load_tool):
     """A Mask R-CNN checkpoint is no UperNet checkpoint: tools/test.py
     names the missing keys instead of evaluating random heads."""
     work_dir, _ = det_run
     with pytest.raises(RuntimeError) as err:
-        load_tool('test').main([
+        load_tool('tools/test.py').main([
             SEG_LTM,
             str(work_dir / 'iter_2.pth'), '--work-dir',
             str(tmp_path)
@@ -360,13 +352,14 @@ def test_mismatched_checkpoint_is_refused(det_run, tmp_path, in_repo):
     assert 'roi_head.* (' in msg
 
 
-def test_demo_reports_every_metric(toy_data, tmp_path, in_repo, capsys):
+def test_demo_reports_every_metric(toy_data, tmp_path, in_repo, capsys,
+                                   load_tool):
     """tools/demo.py (the README's main job) on a 1-iteration schedule: the
     summary carries real numbers for both jobs (mmseg's IoUMetric returns
     numpy float32 scalars, which once came out as nan)."""
     import json
     import math
-    demo = load_tool('demo')
+    demo = load_tool('tools/demo.py')
     out = tmp_path / 'demo.json'
     assert demo.main(['--max-iters', '1', '--work-dir', str(tmp_path),
                       '--out-json', str(out)]) == 0
