@@ -17,12 +17,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmltm  # noqa: E402,F401  (registers the mmltm models)
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 from mmltm.engine import (check_checkpoint_keys,  # noqa: E402
-                          check_data_roots, close_dist, init_cpu_dist,
-                          install_checkpoint_fix, prepare_runner_cfg,
-                          scope_init)
+                          check_data_roots, install_checkpoint_fix,
+                          prepare_runner_cfg, runner_for, scope_init)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,13 +87,7 @@ def main(argv=None) -> dict:
     # a test run never resumes training state
     cfg.resume = False
     check_data_roots(cfg, phase='test', make_toy=not args.no_toy_data)
-    try:
-        init_cpu_dist(cfg)
-        if 'runner_type' in cfg:
-            from mmengine.registry import RUNNERS
-            runner = RUNNERS.build(cfg)
-        else:
-            runner = Runner.from_cfg(cfg)
+    with runner_for(cfg) as runner:  # destroys a distributed run's group
         # mmengine would load a mismatching checkpoint with a warning only
         check_checkpoint_keys(runner.model, args.checkpoint,
                               init_mask_modules=args.init_mask_modules)
@@ -107,8 +99,6 @@ def main(argv=None) -> dict:
             runner.test_evaluator.metrics.append(
                 DumpResults(out_file_path=args.out))
         return runner.test()
-    finally:
-        close_dist()  # the group of a distributed run (see close_dist)
 
 
 if __name__ == '__main__':

@@ -33,11 +33,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmltm  # noqa: E402,F401  (registers the mmltm models and hooks)
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
-from mmltm.engine import (check_data_roots, close_dist,  # noqa: E402
-                          init_cpu_dist, install_checkpoint_fix,
-                          prepare_runner_cfg, scope_init)
+from mmltm.engine import (check_data_roots,  # noqa: E402
+                          install_checkpoint_fix, prepare_runner_cfg,
+                          runner_for, scope_init)
 
 #: the hook every run of this tool gets (see the module docstring)
 GUARD_HOOK = 'CheckpointGuardHook'
@@ -134,16 +133,8 @@ def main(argv=None) -> None:
                              'base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
     check_data_roots(cfg, phase='train', make_toy=not args.no_toy_data)
-    try:
-        init_cpu_dist(cfg)
-        if 'runner_type' in cfg:
-            from mmengine.registry import RUNNERS
-            runner = RUNNERS.build(cfg)
-        else:
-            runner = Runner.from_cfg(cfg)
+    with runner_for(cfg) as runner:  # destroys a distributed run's group
         runner.train()
-    finally:
-        close_dist()  # the group of a distributed run (see close_dist)
 
 
 if __name__ == '__main__':

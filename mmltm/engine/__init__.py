@@ -14,13 +14,14 @@ from .checkpoint import (ATOMIC_BACKEND, AtomicLocalBackend,
                          uninstall_checkpoint_fix)
 from .runner_utils import (check_checkpoint_keys, check_data_roots,
                            close_dist, collect_data_roots, init_cpu_dist,
-                           prepare_runner_cfg, scope_init, task_of_config)
+                           prepare_runner_cfg, runner_for, scope_init,
+                           task_of_config)
 
 __all__ = [
     'install_checkpoint_fix', 'uninstall_checkpoint_fix',
     'checkpoint_fix_installed', 'check_data_roots', 'collect_data_roots',
     'prepare_runner_cfg', 'task_of_config', 'init_cpu_dist', 'close_dist',
-    'scope_init',
+    'runner_for', 'scope_init',
     'check_checkpoint_keys', 'AtomicLocalBackend',
     'UnreadableCheckpointError', 'read_local_checkpoint', 'ATOMIC_BACKEND'
 ]

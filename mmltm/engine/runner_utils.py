@@ -295,6 +295,28 @@ def close_dist() -> None:
     time.sleep(0.1)  # microseconds suffice when idle; room for a busy CPU
 
 
+@contextmanager
+def runner_for(cfg: Config) -> Iterator:
+    """The Runner of a prepared config (:func:`prepare_runner_cfg`), built
+    and used inside the process group of a distributed run.
+
+    ``with runner_for(cfg) as runner: runner.train()``: makes the CPU gloo
+    group (:func:`init_cpu_dist`), builds the config's ``runner_type`` (or
+    mmengine's Runner, which makes a CUDA run's group itself), and destroys
+    the group when the block ends, returned or raised (:func:`close_dist`).
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    try:
+        init_cpu_dist(cfg)
+        if 'runner_type' in cfg:
+            yield RUNNERS.build(cfg)
+        else:
+            yield Runner.from_cfg(cfg)
+    finally:
+        close_dist()
+
+
 def _listed(keys: List[str], max_listed: int) -> str:
     """Per top-level module first (which parts do not fit), then examples."""
     counts: dict = {}
@@ -440,5 +462,5 @@ def scope_init(cfg: Config) -> str:
 __all__ = [
     'SUPPORTED_SCOPES', 'task_of_config', 'collect_data_roots',
     'check_data_roots', 'prepare_runner_cfg', 'init_cpu_dist', 'close_dist',
-    'scope_init', 'check_checkpoint_keys', 'compare_state_dict_keys'
+    'runner_for', 'scope_init', 'check_checkpoint_keys', 'compare_state_dict_keys'
 ]

@@ -178,3 +178,25 @@ def test_tools_close_the_process_group(tool, outcome, monkeypatch, tmp_path,
         main(argv)
     assert seen == dict(world_size=1, backend='gloo')
     assert not dist.is_initialized()
+
+
+def test_runner_for_builds_the_configs_runner_type():
+    """A config's ``runner_type`` is built from mmengine's RUNNERS registry
+    (with the whole config), not replaced by the default Runner."""
+    from mmengine.registry import RUNNERS
+
+    @RUNNERS.register_module(name='MmltmTestRunner', force=True)
+    class RecordingRunner:
+
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+        @classmethod
+        def from_cfg(cls, cfg):
+            return cls(cfg)
+
+    cfg = prepare_runner_cfg(load(), config_path=TOY)
+    cfg.runner_type = 'MmltmTestRunner'
+    with runner_utils.runner_for(cfg) as runner:
+        assert isinstance(runner, RecordingRunner)
+        assert runner.cfg.work_dir == './work_dirs/upernet_swin_t_toy'
