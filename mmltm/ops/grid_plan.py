@@ -22,9 +22,10 @@ instead of read from the cache (so the graph has no break and no guard on
 the cache); ``torch.export`` (non-strict) reads the cache, and exported
 graphs hold the plans as constants.
 """
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -151,6 +152,15 @@ class GridPlan:
         first, rest, rest_cell (Tensor): the first token of every cell, the
             other tokens and their cells (a cell sum is one gather plus an
             ``index_add`` over ``rest`` only).
+        receivers (Tensor, optional): long ``(N', 9 S)`` (S the largest
+            cell): every token that may join merged token k, i.e. the S
+            member slots of each of the 3 x 3 cells around k (in the order of
+            ``NEIGHBOUR_OFFSETS``, own cell first), padded;
+            ``receiver_valid`` (bool, same shape) is False for the padding.
+            Exported graphs sum cells with them, without a scatter (see
+            ``merge_mask.cell_sum``). Only the cached plans carry them (None
+            in a plan built inside a ``torch.compile`` trace, which never
+            exports).
     """
     grid: Tuple[int, int]
     merged_grid: Tuple[int, int]
@@ -165,6 +175,8 @@ class GridPlan:
     first: torch.Tensor
     rest: torch.Tensor
     rest_cell: torch.Tensor
+    receivers: Optional[torch.Tensor] = None
+    receiver_valid: Optional[torch.Tensor] = None
 
     @property
     def num_tokens(self) -> int:
@@ -257,6 +269,37 @@ def get_grid_plan(grid: Tuple[int, int], merged_grid: Tuple[int, int],
     key = (h, w, hh, ww, str(device))
     plan = _PLANS.get(key)
     if plan is None:
-        plan = _PLANS[key] = GridPlan(grid=(h, w), merged_grid=(hh, ww),
-                                      **_build_plan(h, w, hh, ww, device))
+        plan = GridPlan(grid=(h, w), merged_grid=(hh, ww), **_build_plan(h, w, hh, ww, device))
+        receivers, valid = _receivers(plan)
+        plan = _PLANS[key] = dataclasses.replace(plan, receivers=receivers,
+                                                 receiver_valid=valid)
     return plan
+
+
+def _largest_span(n: int, m: int) -> int:
+    """The most input rows (columns) that one of ``m`` merged rows covers
+    when ``n`` rows are split as in :func:`_build_plan`."""
+    return max(((k + 1) * n + m - 1) // m - (k * n + m - 1) // m for k in range(m))
+
+
+def _receivers(plan: GridPlan) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``plan.receivers`` and ``plan.receiver_valid`` (see :class:`GridPlan`):
+    a token joins its own cell or one of the 8 around it, so the tokens that
+    may join cell k are the members of the 3 x 3 cells around k."""
+    (h, w), (hh, ww) = plan.grid, plan.merged_grid
+    N, K = plan.num_tokens, plan.num_merged
+    ptr = plan.cell_ptr
+    sizes = ptr[1:] - ptr[:-1]
+    largest = _largest_span(h, hh) * _largest_span(w, ww)
+    own = torch.arange(K, device=ptr.device)
+    kr, kc = own // ww, own % ww
+    receivers, valid = [], []
+    for di, dj in NEIGHBOUR_OFFSETS:
+        r, c = kr + di, kc + dj
+        inside = (r >= 0) & (r < hh) & (c >= 0) & (c < ww)
+        around = torch.where(inside, r * ww + c, own)
+        start, size = ptr.index_select(0, around), sizes.index_select(0, around)
+        for rank in range(largest):
+            receivers.append(plan.cell_tokens.index_select(0, (start + rank).clamp(max=N - 1)))
+            valid.append(inside & (size > rank))
+    return torch.stack(receivers, 1), torch.stack(valid, 1)

@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import fused
-from .grid_plan import GridPlan
+from .grid_plan import NEIGHBOUR_OFFSETS, GridPlan
 
 __all__ = ['MergeMask', 'merge_tokens', 'unmerge_tokens', 'unmerge_add']
 
@@ -123,6 +123,8 @@ def cell_sum(x: torch.Tensor, mask: MergeMask,
     (``weight`` None: all ones): ``(B, N, C)`` -> ``(B, N', C)``."""
     B, N, C = x.shape
     plan, K = mask.plan, mask.num_merged
+    if plan is not None and torch.compiler.is_exporting():
+        return _gathered_cell_sum(x, mask, weight)
     if plan is not None and not mask.per_sample:
         # the fixed grid: one row gather for the first member of each cell and
         # an index_add over the other members only (N - N' of them), about
@@ -144,6 +146,38 @@ def cell_sum(x: torch.Tensor, mask: MergeMask,
         return x.new_zeros(B * K, C).index_add_(
             0, _flat_index(mask.assign, K), x.reshape(B * N, C)).view(B, K, C)
     return x.new_zeros(B, K, C).index_add_(1, mask.assign, x)
+
+
+def _gathered_cell_sum(x: torch.Tensor, mask: MergeMask,
+                       weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`cell_sum` without a scatter, for exported graphs: merged token
+    k gathers each token that may join it (``plan.receivers``: the members
+    of the 3 x 3 cells around k) and keeps those assigned to k.
+
+    An ``index_add`` with repeated indices exports to a ``ScatterND`` with
+    ``reduction='add'``, which onnxruntime's CPU provider splits over its
+    threads without guarding the repeats (onnxruntime issue 18048): the sums
+    came out wrong by up to 0.2 in some runs of one session (2 threads,
+    LTM-Swin at 800x1344). A gather has no such race on any runtime. One
+    gather of ``(B, N', S, C)`` per neighbouring cell (S the largest cell;
+    the fixed grid needs its own cell only): about 9 S times the work of the
+    scatter, small next to a block.
+    """
+    receivers, receiver_valid = mask.plan.receivers, mask.plan.receiver_valid
+    if weight is not None:
+        x = x * weight.unsqueeze(-1).to(x.dtype)
+    B, C, K = x.shape[0], x.shape[2], mask.num_merged
+    size = receivers.shape[1] // len(NEIGHBOUR_OFFSETS)
+    cells = torch.arange(K, device=x.device).unsqueeze(1)
+    out = x.new_zeros(B, K, C)
+    for j in range(len(NEIGHBOUR_OFFSETS) if mask.per_sample else 1):
+        tokens = receivers[:, j * size:(j + 1) * size]  # (K, S)
+        keep = receiver_valid[:, j * size:(j + 1) * size]
+        if mask.per_sample:
+            keep = keep & (mask.assign.index_select(1, tokens.reshape(-1)).view(B, K, size) == cells)
+        rows = x.index_select(1, tokens.reshape(-1)).view(B, K, size, C)
+        out = out + (rows * keep.unsqueeze(-1).to(x.dtype)).sum(2)
+    return out
 
 
 def merge_tokens(x: torch.Tensor, mask: MergeMask) -> torch.Tensor:

@@ -88,3 +88,33 @@ def test_shape_errors_name_both_sizes():
         unmerge_tokens(torch.randn(1, 8, 3), mask)
     with pytest.raises(ValueError, match='base has 24 tokens'):
         unmerge_add(torch.randn(1, 24, 3), torch.randn(1, 9, 3), mask)
+
+
+@pytest.mark.parametrize('hw,ratio', [((56, 56), 0.7), ((13, 21), 0.5), ((7, 7), 0.3),
+                                      ((200, 336), 0.7)])
+def test_exported_cell_sum_gathers_exactly_what_the_scatter_adds(hw, ratio, monkeypatch):
+    """Inside torch.export the cell sum is computed without a scatter
+    (onnxruntime's ScatterND races on repeated indices): every merged token
+    gathers the members of the 3 x 3 cells around it and keeps its own. On
+    random per-sample masks (every movable token moved to a random
+    neighbour, or kept) and on the fixed grid it equals G^T X."""
+    torch.manual_seed(5)
+    h, w = hw
+    plan = get_grid_plan(hw, plan_merge_grid(h, w, ratio))
+    B, K = 2, plan.num_merged
+    assign = plan.cell.repeat(B, 1)
+    pick = torch.randint(0, 9, (plan.movable.numel(), 1))
+    moved = plan.candidates.gather(1, pick).squeeze(1)
+    assign[1, plan.movable] = moved
+    weight = random_weights(assign, K, B).double()
+    per_sample = MergeMask(assign, weight, K, plan.grid, plan.merged_grid, plan)
+    grid = MergeMask.uniform(plan, batch=B)
+    grid.weight = random_weights(grid.assign, K, B).double()
+    x = torch.randn(B, h * w, 6, dtype=torch.float64)
+    scattered = [merge_tokens(x, m) for m in (per_sample, grid)]
+    monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)
+    for mask, ref in zip((per_sample, grid), scattered):
+        gathered = merge_tokens(x, mask)
+        torch.testing.assert_close(gathered, ref)
+        if h * w <= 4096:  # dense G of the large grid: 9 GB
+            torch.testing.assert_close(gathered, mask.dense().double().transpose(1, 2) @ x)
