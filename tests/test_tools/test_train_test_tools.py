@@ -62,6 +62,12 @@ def metrics_of(log):
     return {k: float(v) for k, v in METRIC_RE.findall(log)}
 
 
+def assert_same_seg_metrics(metrics, reference):
+    """mIoU, mAcc and aAcc agree to the 2 decimals that mmseg logs."""
+    for key in ('mIoU', 'mAcc', 'aAcc'):
+        assert metrics[key] == pytest.approx(reference[key], abs=0.011), key
+
+
 def short_train(cmd, work_dir, extra=(), env=None):
     """``cmd --work-dir W --cfg-options SHORT extra`` (``cmd``: a train tool
     and its positional arguments) must succeed and leave the iteration-2
@@ -123,8 +129,7 @@ def test_train_tool_seg_toy(seg_run, tmp_path):
     tested = metrics_of(ok(run([
         PY, 'tools/test.py', SEG_LTM, str(work_dir / 'iter_2.pth'),
         '--work-dir', str(tmp_path)])).log)
-    for key in ('mIoU', 'mAcc', 'aAcc'):
-        assert metrics[key] == pytest.approx(tested[key], abs=0.011), key
+    assert_same_seg_metrics(metrics, tested)
 
 
 def _evaluate_ground_truth(config, test_cfg_options=()):
@@ -309,8 +314,7 @@ def test_dist_test_two_processes(seg_run, tmp_path, free_port):
     assert 'GPU number: 2' in proc.log
     metrics = metrics_of(proc.log)
     print('\n[toy UperNet LTM-Swin, 2 procs, dist_test.sh]', metrics)
-    for key in ('mIoU', 'mAcc', 'aAcc'):
-        assert metrics[key] == pytest.approx(trained[key], abs=0.011), key
+    assert_same_seg_metrics(metrics, trained)
 
 
 def test_missing_data_root_fails_early(tmp_path, in_repo, monkeypatch,
